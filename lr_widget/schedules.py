@@ -1,0 +1,90 @@
+"""Learning-rate schedules for the range test, and writing an LR into an optimizer.
+
+A schedule is a pure function of the step: ``lr_at(step, num_steps, start_lr, end_lr, mode)``.
+The first step is exactly ``start_lr`` and the last exactly ``end_lr`` in both modes; floating
+point never moves the end points.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Literal
+
+import numpy as np
+import torch
+
+__all__ = ["MODES", "Mode", "apply_lr", "group_lr_ratios", "lr_at", "lr_schedule"]
+
+Mode = Literal["exp", "linear"]
+MODES: tuple[str, ...] = ("exp", "linear")
+
+
+def lr_at(step: int, num_steps: int, start_lr: float, end_lr: float, mode: str = "exp") -> float:
+    """Return the learning rate of ``step`` (0-based) in a sweep of ``num_steps`` steps.
+
+    ``"exp"`` spaces the LRs evenly in log space (Smith's range test), ``"linear"`` evenly in LR.
+
+    Examples
+    --------
+    >>> lr_at(0, 3, 1e-4, 1e-2)
+    0.0001
+    >>> round(lr_at(1, 3, 1e-4, 1e-2), 12)
+    0.001
+    >>> lr_at(2, 3, 1e-4, 1e-2)
+    0.01
+    """
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    if num_steps < 2:
+        raise ValueError(f"num_steps must be >= 2, got {num_steps!r}")
+    if not 0 <= step < num_steps:
+        raise ValueError(f"step must be in [0, {num_steps - 1}], got {step!r}")
+    if step == 0:
+        return float(start_lr)
+    if step == num_steps - 1:
+        return float(end_lr)
+    fraction = step / (num_steps - 1)
+    if mode == "exp":
+        log_start, log_end = math.log(start_lr), math.log(end_lr)
+        return math.exp(log_start + fraction * (log_end - log_start))
+    return float(start_lr + fraction * (end_lr - start_lr))
+
+
+def lr_schedule(num_steps: int, start_lr: float, end_lr: float, mode: str = "exp") -> np.ndarray:
+    """All the LRs of a sweep, as a float64 array of length ``num_steps``."""
+    return np.array([lr_at(i, num_steps, start_lr, end_lr, mode) for i in range(num_steps)])
+
+
+def group_lr_ratios(optimizer: torch.optim.Optimizer) -> list[float]:
+    """Each parameter group's LR relative to the largest one (discriminative LRs).
+
+    The swept LR is given to the group with the largest LR; the others keep their ratio to it, so a
+    backbone at a tenth of the head's LR stays at a tenth. Groups whose LRs are all zero (or not
+    set) are treated as equal.
+    """
+    lrs = [float(group.get("lr", 0.0)) for group in optimizer.param_groups]
+    largest = max(lrs, default=0.0)
+    if largest <= 0:
+        return [1.0 for _ in lrs]
+    return [lr / largest for lr in lrs]
+
+
+def apply_lr(optimizer: torch.optim.Optimizer, lr: float, ratios: Sequence[float]) -> None:
+    """Set every parameter group's LR to ``lr`` times its ratio.
+
+    A group whose ``lr`` is a tensor (as with ``capturable``/``fused`` optimizers) is filled in
+    place, so compiled or captured graphs keep seeing the same tensor.
+    """
+    if len(ratios) != len(optimizer.param_groups):
+        raise ValueError(
+            f"ratios has {len(ratios)} entries but the optimizer has "
+            f"{len(optimizer.param_groups)} parameter groups"
+        )
+    for group, ratio in zip(optimizer.param_groups, ratios, strict=True):
+        value = lr * ratio
+        current = group.get("lr")
+        if isinstance(current, torch.Tensor):
+            current.fill_(value)
+        else:
+            group["lr"] = value

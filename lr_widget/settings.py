@@ -1,0 +1,144 @@
+"""The settings of one range test, validated once at the public boundary.
+
+Every check raises before the model or optimizer is touched, with a message that names the
+parameter, the value it got, and what would be valid.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+
+from lr_widget.schedules import MODES
+
+__all__ = ["AMP_DTYPES", "SweepSettings", "amp_dtype_name"]
+
+AMP_DTYPES: dict[str, torch.dtype] = {"bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def amp_dtype_name(amp_dtype: str | torch.dtype | None) -> str | None:
+    """Normalise an autocast dtype given as ``torch.bfloat16``, ``"bf16"``, ``"float16"``..."""
+    if amp_dtype is None:
+        return None
+    aliases = {"bf16": "bfloat16", "fp16": "float16", "half": "float16"}
+    if isinstance(amp_dtype, torch.dtype):
+        name = str(amp_dtype).removeprefix("torch.")
+    elif isinstance(amp_dtype, str):
+        name = aliases.get(amp_dtype, amp_dtype.removeprefix("torch."))
+    else:
+        raise TypeError(f"amp_dtype must be a torch.dtype, a string or None, got {amp_dtype!r}")
+    if name not in AMP_DTYPES:
+        valid = ", ".join(f"torch.{key}" for key in AMP_DTYPES)
+        raise ValueError(f"amp_dtype must be one of {valid} or None, got {amp_dtype!r}")
+    return name
+
+
+def _require_int(name: str, value: object, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    if value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+
+
+def _require_real(name: str, value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a real number, got {value!r}")
+    return float(value)
+
+
+@dataclass(frozen=True)
+class SweepSettings:
+    """What one LR range test does; the engine's keyword arguments, checked.
+
+    Parameters
+    ----------
+    start_lr, end_lr
+        The LR of the first and of the last step; ``0 < start_lr < end_lr``.
+    num_steps
+        Number of LR values (optimizer steps unless ``batches_per_step > 1``); at least 2.
+    mode
+        ``"exp"`` (LRs evenly spaced in log space, the usual range test) or ``"linear"``.
+    beta
+        Smoothing of the debiased EMA, in [0, 1). Only the drawn curve and the divergence check
+        use it; raw losses are kept and can be re-smoothed later.
+    diverge_factor
+        Stop when the smoothed loss exceeds this many times its minimum so far; > 1
+        (``math.inf`` never stops on divergence).
+    batches_per_step
+        Optimizer steps taken at each LR; the recorded loss is their mean (tames batch noise).
+    accumulation_steps
+        Micro-batches whose gradients are accumulated into one optimizer step.
+    max_grad_norm
+        Clip the gradient norm to this value before each optimizer step; ``None`` for no clipping.
+    amp_dtype
+        Autocast dtype (``"bfloat16"`` or ``"float16"``), or ``None`` for full precision.
+    val_batches
+        With validation data, the number of its batches evaluated after every step.
+    max_skipped_steps
+        With a GradScaler, how many consecutive skipped (overflowing) steps to retry at one LR
+        before stopping with a non-finite loss.
+    """
+
+    start_lr: float = 1e-7
+    end_lr: float = 10.0
+    num_steps: int = 100
+    mode: str = "exp"
+    beta: float = 0.98
+    diverge_factor: float = 4.0
+    batches_per_step: int = 1
+    accumulation_steps: int = 1
+    max_grad_norm: float | None = None
+    amp_dtype: str | None = None
+    val_batches: int = 4
+    max_skipped_steps: int = 20
+
+    def __post_init__(self) -> None:
+        start_lr = _require_real("start_lr", self.start_lr)
+        end_lr = _require_real("end_lr", self.end_lr)
+        for name, value in (("start_lr", start_lr), ("end_lr", end_lr)):
+            if not (math.isfinite(value) and value > 0):
+                raise ValueError(f"{name} must be a finite LR > 0, got {value!r}")
+        if start_lr >= end_lr:
+            raise ValueError(
+                f"start_lr must be smaller than end_lr, got start_lr={start_lr!r} >= "
+                f"end_lr={end_lr!r}"
+            )
+        _require_int("num_steps", self.num_steps, 2)
+        if self.mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
+        beta = _require_real("beta", self.beta)
+        if not 0.0 <= beta < 1.0:
+            raise ValueError(f"beta must be in [0, 1), got {beta!r}")
+        diverge_factor = _require_real("diverge_factor", self.diverge_factor)
+        if not diverge_factor > 1.0:
+            raise ValueError(f"diverge_factor must be > 1 (or math.inf), got {diverge_factor!r}")
+        _require_int("batches_per_step", self.batches_per_step, 1)
+        _require_int("accumulation_steps", self.accumulation_steps, 1)
+        if self.max_grad_norm is not None:
+            norm = _require_real("max_grad_norm", self.max_grad_norm)
+            if not (math.isfinite(norm) and norm > 0):
+                raise ValueError(f"max_grad_norm must be a finite number > 0 or None, got {norm!r}")
+        object.__setattr__(self, "amp_dtype", amp_dtype_name(self.amp_dtype))
+        _require_int("val_batches", self.val_batches, 1)
+        _require_int("max_skipped_steps", self.max_skipped_steps, 0)
+
+    @property
+    def autocast_dtype(self) -> torch.dtype | None:
+        """The autocast dtype as a ``torch.dtype``."""
+        return None if self.amp_dtype is None else AMP_DTYPES[self.amp_dtype]
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe dictionary of the settings (``math.inf`` is kept as a float)."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SweepSettings:
+        """Rebuild settings saved by :meth:`to_dict`; unknown keys are an error."""
+        known = set(cls.__dataclass_fields__)
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown sweep settings {unknown}; valid keys are {sorted(known)}")
+        return cls(**data)
