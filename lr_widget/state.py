@@ -1,0 +1,161 @@
+"""Snapshot and exact restore of everything a range test changes.
+
+The snapshot lives in host memory only (pinned when the model is on CUDA, so the copy back is
+fast), never on the accelerator, and never in a file: parameters and buffers (looked up by name,
+so non-persistent buffers are covered too), gradients, the optimizer's state and hyper-parameters,
+a GradScaler, the RNG streams of torch (CPU and CUDA), numpy and ``random``, and the train/eval
+mode of every module. :meth:`TrainingState.restore` writes it all back bit for bit.
+"""
+
+from __future__ import annotations
+
+import copy
+import random
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+__all__ = ["RNGState", "TrainingState", "to_host"]
+
+
+def to_host(value: Any, pin: bool = False) -> Any:
+    """Deep copy ``value`` with every tensor copied to CPU memory (pinned if asked).
+
+    Containers (dicts, lists, tuples) are rebuilt; other objects are deep-copied. The result never
+    shares storage with ``value``.
+    """
+    if isinstance(value, torch.Tensor):
+        tensor = value.detach()
+        if tensor.device.type == "cpu":
+            return tensor.clone()
+        host = torch.empty_like(tensor, device="cpu", pin_memory=pin and torch.cuda.is_available())
+        host.copy_(tensor, non_blocking=pin)
+        return host
+    if isinstance(value, Mapping):
+        return {key: to_host(item, pin) for key, item in value.items()}
+    if isinstance(value, list):
+        return [to_host(item, pin) for item in value]
+    if isinstance(value, tuple):
+        return tuple(to_host(item, pin) for item in value)
+    return copy.deepcopy(value)
+
+
+@dataclass
+class RNGState:
+    """The global random streams a training step may consume."""
+
+    torch_cpu: torch.Tensor
+    torch_cuda: list[torch.Tensor] | None
+    numpy: Any
+    python: Any
+
+    @classmethod
+    def capture(cls) -> RNGState:
+        cuda = None
+        if torch.cuda.is_available() and torch.cuda.is_initialized():  # type: ignore[no-untyped-call]
+            cuda = torch.cuda.get_rng_state_all()
+        return cls(torch.get_rng_state(), cuda, np.random.get_state(), random.getstate())
+
+    def restore(self) -> None:
+        torch.set_rng_state(self.torch_cpu)
+        if self.torch_cuda is not None:
+            torch.cuda.set_rng_state_all(self.torch_cuda)
+        np.random.set_state(self.numpy)
+        random.setstate(self.python)
+
+
+class TrainingState:
+    """A host-memory snapshot of a model, its optimizer, a GradScaler and the RNG streams.
+
+    Examples
+    --------
+    >>> model = torch.nn.Linear(2, 1)
+    >>> optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    >>> state = TrainingState.capture(model, optimizer)
+    >>> with torch.no_grad():
+    ...     _ = model.weight.add_(1.0)
+    >>> state.restore()
+    """
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        optimizer: torch.optim.Optimizer | None,
+        scaler: torch.amp.GradScaler | None,
+    ) -> None:
+        self._model = model
+        self._optimizer = optimizer
+        self._scaler = scaler if scaler is not None and scaler.is_enabled() else None
+        pin = any(tensor.is_cuda for tensor in self._tensors())
+        self._tensor_values = {name: to_host(t, pin) for name, t in self._named_tensors().items()}
+        self._grads = {
+            name: to_host(param.grad, pin)
+            for name, param in model.named_parameters()
+            if param.grad is not None
+        }
+        self._modes = [module.training for module in model.modules()]
+        self._optimizer_state = to_host(optimizer.state_dict(), pin) if optimizer else None
+        self._scaler_state = to_host(self._scaler.state_dict()) if self._scaler else None
+        self._rng = RNGState.capture()
+        if pin:
+            torch.cuda.synchronize()
+
+    @classmethod
+    def capture(
+        cls,
+        model: torch.nn.Module,
+        optimizer: torch.optim.Optimizer | None = None,
+        scaler: torch.amp.GradScaler | None = None,
+    ) -> TrainingState:
+        """Snapshot ``model``, ``optimizer`` and ``scaler`` (any may be shared with the caller)."""
+        return cls(model, optimizer, scaler)
+
+    def _named_tensors(self) -> dict[str, torch.Tensor]:
+        tensors: dict[str, torch.Tensor] = dict(self._model.named_parameters())
+        tensors.update((f"buffer:{name}", buffer) for name, buffer in self._model.named_buffers())
+        return tensors
+
+    def _tensors(self) -> list[torch.Tensor]:
+        return list(self._named_tensors().values())
+
+    @property
+    def host_bytes(self) -> int:
+        """Bytes of host memory the snapshot's tensors hold."""
+        return _tensor_bytes([self._tensor_values, self._grads, self._optimizer_state])
+
+    def restore(self, keep: bool = True) -> None:
+        """Write the snapshot back into the live objects, bit for bit.
+
+        With ``keep=False`` the optimizer state is handed over instead of copied (a restore that
+        ends the snapshot's life saves one copy of the optimizer state); the snapshot must not be
+        restored again after that.
+        """
+        current = self._named_tensors()
+        with torch.no_grad():
+            for name, saved in self._tensor_values.items():
+                current[name].copy_(saved)
+        for name, param in self._model.named_parameters():
+            saved_grad = self._grads.get(name)
+            param.grad = None if saved_grad is None else saved_grad.to(param.device, copy=True)
+        # Set the flag itself: Module.train() recurses into children and may be overridden.
+        for module, training in zip(self._model.modules(), self._modes, strict=False):
+            module.training = training
+        if self._optimizer is not None and self._optimizer_state is not None:
+            state = to_host(self._optimizer_state) if keep else self._optimizer_state
+            self._optimizer.load_state_dict(state)
+        if self._scaler is not None and self._scaler_state is not None:
+            self._scaler.load_state_dict(dict(self._scaler_state))
+        self._rng.restore()
+
+
+def _tensor_bytes(values: Any) -> int:
+    if isinstance(values, torch.Tensor):
+        return values.numel() * values.element_size()
+    if isinstance(values, Mapping):
+        return sum(_tensor_bytes(item) for item in values.values())
+    if isinstance(values, (list, tuple)):
+        return sum(_tensor_bytes(item) for item in values)
+    return 0

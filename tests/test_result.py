@@ -1,0 +1,119 @@
+"""Results: lossless strict JSON, CSV export, re-smoothing, readable repr, safe loading."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from lr_widget import RangeTestResult, StopReason, find_lr
+from lr_widget.smoothing import debiased_ema
+from tests.helpers import make_batches, make_classifier
+
+
+def sample_result() -> RangeTestResult:
+    return RangeTestResult(
+        lrs=[1e-5, 1e-4, 1e-3, 1e-2],
+        losses=[1.1, 0.9, 0.7, math.nan],
+        val_losses=[1.2, 1.0, math.inf, -math.inf],
+        beta=0.9,
+        stop_reason=StopReason.NON_FINITE,
+        stop_detail="loss was nan at step 3 (lr 1.00e-02)",
+        settings={"start_lr": 1e-5, "diverge_factor": math.inf},
+        timings={"total_s": 0.25},
+        metadata={"model": "Net"},
+    )
+
+
+def test_json_round_trip_is_lossless_including_non_finite_values(tmp_path: Path) -> None:
+    result = sample_result()
+    loaded = RangeTestResult.load(result.save(tmp_path / "sweep.json"))
+    assert loaded.to_dict() == result.to_dict()
+    assert math.isnan(loaded.losses[3])
+    assert loaded.val_losses == [1.2, 1.0, math.inf, -math.inf]
+    assert loaded.settings["diverge_factor"] == math.inf
+    assert loaded.stop_reason is StopReason.NON_FINITE
+
+
+def test_json_is_strict_json(tmp_path: Path) -> None:
+    text = sample_result().to_json()
+
+    def refuse(constant: str) -> None:
+        raise AssertionError(f"non-standard JSON constant {constant}")
+
+    data = json.loads(text, parse_constant=refuse)
+    assert data["format"] == "lr_widget.range_test"
+    assert data["losses"][3] == "NaN"
+
+
+def test_real_sweep_round_trips_through_json() -> None:
+    result = find_lr(make_classifier(), make_batches(), num_steps=20, val_data=make_batches(seed=3))
+    loaded = RangeTestResult.from_json(result.to_json())
+    assert loaded == result
+    assert loaded.suggestion == result.suggestion
+
+
+@pytest.mark.parametrize(
+    ("document", "message"),
+    [
+        ('{"format": "something else"}', "not an lr_widget range-test result"),
+        (
+            '{"format": "lr_widget.range_test", "version": 99, "lrs": [], "losses": []}',
+            "unsupported result version 99",
+        ),
+        (
+            '{"format": "lr_widget.range_test", "version": 1, "lrs": [1], "losses": ["x"]}',
+            "losses must hold numbers",
+        ),
+        (
+            '{"format": "lr_widget.range_test", "version": 1, "lrs": [1, 2], "losses": [1]}',
+            "same length",
+        ),
+        ("[\"__import__('os')\"]", "not an lr_widget range-test result"),
+    ],
+)
+def test_loading_rejects_documents_that_are_not_results(document: str, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        RangeTestResult.from_json(document)
+
+
+def test_csv_has_one_row_per_step_with_smoothed_and_validation_columns(tmp_path: Path) -> None:
+    result = sample_result()
+    with result.to_csv(tmp_path / "sweep.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == 4
+    assert list(rows[0]) == ["step", "lr", "loss", "smoothed_loss", "val_loss", "smoothed_val_loss"]
+    assert float(rows[2]["lr"]) == 1e-3
+    assert float(rows[1]["smoothed_loss"]) == pytest.approx(debiased_ema([1.1, 0.9], 0.9)[1])
+    assert rows[3]["loss"] == "nan"
+
+
+def test_resmoothing_needs_no_new_sweep() -> None:
+    result = sample_result()
+    resmoothed = result.with_beta(0.0)
+    assert resmoothed.smoothed_losses[:3].tolist() == [1.1, 0.9, 0.7]
+    assert result.beta == 0.9
+    assert resmoothed.losses is result.losses
+
+
+def test_repr_reads_as_a_summary() -> None:
+    text = repr(sample_result())
+    assert text.startswith(
+        "RangeTestResult(4 steps, lr 1.00e-05 -> 1.00e-02, non-finite loss at step 3"
+    )
+    assert "0.25 s" in text
+
+
+def test_summary_lists_every_rule_and_marks_the_default() -> None:
+    result = find_lr(make_classifier(), make_batches(), num_steps=60)
+    lines = result.summary().splitlines()
+    assert len(lines) == 1 + len(result.suggestions())
+    assert sum(line.startswith(" * ") for line in lines) == 1
+
+
+def test_mismatched_lengths_are_refused() -> None:
+    with pytest.raises(ValueError, match="val_losses must have one value per LR"):
+        RangeTestResult(lrs=[1.0, 2.0], losses=[1.0, 2.0], val_losses=[1.0])
