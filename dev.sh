@@ -51,6 +51,9 @@ case "$job" in
     test)
         setup "test"
         ensure_chromium
+        # Kernels, Chromium and pytest share the CPU during browser tests: torch's spinning OpenMP
+        # threads would starve them (sweeps measured 100x slower under load without this).
+        export OMP_WAIT_POLICY="${OMP_WAIT_POLICY:-PASSIVE}"
         "$venv/bin/ruff" check lr_widget tests benchmarks
         "$venv/bin/ruff" format --check lr_widget tests benchmarks
         "$venv/bin/mypy"

@@ -1,0 +1,200 @@
+"""The LR widget's controls: sweep sliders, Run/Stop, suggestion buttons, progress and status.
+
+Ownership follows the widget's threading rule. The main thread owns the sliders, the buttons and
+the selection label; the sweep thread owns the progress bar, progress text and status line while
+a sweep runs (:meth:`Controls.show_progress`, :meth:`Controls.show_status`), and the main thread
+owns them otherwise.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import ipywidgets
+
+from lr_widget.engine import StepEvent
+from lr_widget.settings import SweepSettings
+from lr_widget.suggestions import Suggestion
+
+__all__ = ["ERROR_COLOR", "STATUS_CLASS", "Controls", "format_seconds"]
+
+STATUS_CLASS = "lr-widget-status"
+ERROR_COLOR = "#c62828"
+
+_SLIDER_STYLE = {"description_width": "70px"}
+_SLIDER_LAYOUT = {"width": "340px"}
+
+
+def format_seconds(seconds: float) -> str:
+    """A short duration: ``"42 s"``, ``"3 min 5 s"``, ``"1 h 2 min"``.
+
+    >>> format_seconds(185.2)
+    '3 min 5 s'
+    """
+    if not math.isfinite(seconds):
+        return "?"
+    total = round(max(seconds, 0.0))
+    hours, rest = divmod(total, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours} h {minutes} min"
+    if minutes:
+        return f"{minutes} min {secs} s"
+    return f"{secs} s"
+
+
+class Controls:
+    """The widgets below the plot.
+
+    Parameters
+    ----------
+    settings
+        The initial sweep settings; they set the sliders.
+    rules
+        One suggestion button per rule, described by the rule name (``"valley"``...).
+    """
+
+    def __init__(self, settings: SweepSettings, rules: Sequence[str]) -> None:
+        self.start_lr = _lr_slider("start LR", settings.start_lr, settings)
+        self.end_lr = _lr_slider("end LR", settings.end_lr, settings)
+        self.num_steps = ipywidgets.IntSlider(
+            value=settings.num_steps,
+            min=2,
+            max=max(1000, settings.num_steps),
+            description="steps",
+            style=_SLIDER_STYLE,
+            layout=_SLIDER_LAYOUT,
+            continuous_update=False,
+        )
+        self.beta = ipywidgets.FloatSlider(
+            value=settings.beta,
+            min=0.0,
+            max=max(0.999, settings.beta),
+            step=0.001,
+            readout_format=".3f",
+            description="smoothing",
+            tooltip="beta of the debiased EMA; changing it re-smooths the curve, no new sweep",
+            style=_SLIDER_STYLE,
+            layout=_SLIDER_LAYOUT,
+            continuous_update=False,
+        )
+        self.run_button = ipywidgets.Button(
+            description="Run", icon="play", button_style="primary", tooltip="start a sweep"
+        )
+        self.stop_button = ipywidgets.Button(
+            description="Stop", icon="stop", disabled=True, tooltip="stop the sweep and restore"
+        )
+        self.progress = ipywidgets.IntProgress(
+            value=0, min=0, max=settings.num_steps, layout={"width": "200px"}
+        )
+        self.progress_text = ipywidgets.Label(value="")
+        self.selection_label = ipywidgets.HTML(value="click the plot to pick a learning rate")
+        self.suggestion_buttons = {
+            rule: ipywidgets.Button(description=rule, disabled=True, layout={"width": "auto"})
+            for rule in rules
+        }
+        self.status = ipywidgets.HTML(value="")
+        self.status.add_class(STATUS_CLASS)
+
+    def rows(self) -> list[Any]:
+        """The control rows, top to bottom."""
+        return [
+            ipywidgets.HBox(
+                [self.selection_label, ipywidgets.Label("suggestions:"), *self._buttons()],
+                layout={"align_items": "center", "flex_flow": "row wrap"},
+            ),
+            ipywidgets.HBox(
+                [self.run_button, self.stop_button, self.progress, self.progress_text],
+                layout={"align_items": "center"},
+            ),
+            ipywidgets.HBox([self.start_lr, self.end_lr]),
+            ipywidgets.HBox([self.num_steps, self.beta]),
+            self.status,
+        ]
+
+    def _buttons(self) -> list[Any]:
+        return list(self.suggestion_buttons.values())
+
+    # -- main thread ------------------------------------------------------------------------
+    def sweep_changes(self) -> dict[str, Any]:
+        """The slider values as ``LRFinder.configure`` arguments."""
+        return {
+            "start_lr": float(self.start_lr.value),
+            "end_lr": float(self.end_lr.value),
+            "num_steps": int(self.num_steps.value),
+            "beta": float(self.beta.value),
+        }
+
+    def set_running(self, running: bool, *, can_run: bool = True) -> None:
+        """Enable the controls that make sense while (not) sweeping."""
+        self.run_button.disabled = running or not can_run
+        self.stop_button.disabled = not running
+        for slider in (self.start_lr, self.end_lr, self.num_steps):
+            slider.disabled = running or not can_run
+        if running:
+            for button in self.suggestion_buttons.values():
+                button.disabled = True
+
+    def show_suggestions(self, suggestions: Mapping[str, Suggestion]) -> None:
+        """Enable a button per rule with an answer; its tooltip gives the LR and the reason."""
+        for rule, button in self.suggestion_buttons.items():
+            suggestion = suggestions.get(rule)
+            button.disabled = suggestion is None or suggestion.lr is None
+            button.tooltip = "" if suggestion is None else str(suggestion)
+
+    def show_selection(self, lr: float | None, loss: float | None) -> None:
+        """Show the selected LR (and the smoothed loss there) in the selection label."""
+        if lr is None:
+            self.selection_label.value = "click the plot to pick a learning rate"
+            return
+        where = "" if loss is None or not math.isfinite(loss) else f" (smoothed loss {loss:.4g})"
+        self.selection_label.value = f"selected LR <b>{lr:.3e}</b>{where}"
+
+    def show_selection_error(self, text: str) -> None:
+        """Show why a selection failed (ipywidgets would only log it)."""
+        self.selection_label.value = _red(html.escape(text))
+
+    # -- owner of progress and status: the sweep thread while sweeping, else the main thread --
+    def reset_progress(self, num_steps: int) -> None:
+        """An empty progress bar for a sweep of ``num_steps`` steps."""
+        with self.progress.hold_sync():
+            self.progress.max = num_steps
+            self.progress.value = 0
+        self.progress_text.value = ""
+
+    def show_progress(self, event: StepEvent) -> None:
+        """Step, current LR and loss, and the time left."""
+        self.progress.value = event.step + 1
+        self.progress_text.value = (
+            f"step {event.step + 1}/{event.num_steps} · lr {event.lr:.2e} · "
+            f"loss {event.loss:.4g} · {format_seconds(event.eta_s)} left"
+        )
+
+    def show_status(self, text: str, *, error: bool = False) -> None:
+        """One status line; an error is shown in red."""
+        escaped = html.escape(text)
+        self.status.value = _red(escaped) if error else escaped
+
+
+def _red(markup: str) -> str:
+    return f'<span style="color: {ERROR_COLOR}; font-weight: bold">{markup}</span>'
+
+
+def _lr_slider(description: str, value: float, settings: SweepSettings) -> Any:
+    low = min(-10, math.floor(math.log10(settings.start_lr)))
+    high = max(1, math.ceil(math.log10(settings.end_lr)))
+    return ipywidgets.FloatLogSlider(
+        value=value,
+        base=10,
+        min=low,
+        max=high,
+        step=0.1,
+        readout_format=".1e",
+        description=description,
+        style=_SLIDER_STYLE,
+        layout=_SLIDER_LAYOUT,
+        continuous_update=False,
+    )

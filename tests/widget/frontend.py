@@ -1,0 +1,32 @@
+"""The browser's messages to widgets (GROUNDWORK §2), for feeding real widgets in plain pytest."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from lr_widget.widget import LRWidget
+
+
+def click_plot(widget: LRWidget, click_x: float, click_y: float = 0.5) -> None:
+    """A click on the plot area, as the Image overlay reports it."""
+    content = {"event": "element_click", "data": {"click_x": click_x, "click_y": click_y}}
+    widget.plot.overlay._handle_custom_msg(content, [])
+
+
+def click(button: Any) -> None:
+    """A button click from the browser."""
+    data = {"method": "custom", "content": {"event": "click"}}
+    button._handle_msg({"content": {"data": data}, "buffers": []})
+
+
+def move(slider: Any, value: float) -> None:
+    """A slider moved in the browser."""
+    data = {"method": "update", "state": {"value": value}, "buffer_paths": []}
+    slider._handle_msg({"content": {"data": data}, "buffers": []})
+
+
+def drawn(values: Any) -> np.ndarray:
+    """A mark's array as float64 (NaN where nothing is drawn)."""
+    return np.asarray(values, dtype=np.float64)

@@ -1,0 +1,167 @@
+"""What the plot draws: live throttled curves, re-smoothing, a readable y range, markers, axes."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import pytest
+
+from lr_widget import RangeTestResult, StopReason
+from lr_widget.smoothing import debiased_ema
+from lr_widget.widget import LRWidget, runner
+from lr_widget.widget.plot import TRANSPARENT_PNG, decade_ticks, robust_y_range
+
+from .frontend import drawn, move
+from .scripted import FakeClock, ScriptedStep, Setup, valley_curve
+
+
+def _record_updates(mark: Any) -> list[dict[str, Any]]:
+    """Record the state of every message ``mark`` sends to the browser."""
+    sent: list[dict[str, Any]] = []
+    mark._send = lambda msg, buffers=None: sent.append(msg["state"])
+    return sent
+
+
+def test_live_updates_are_throttled_and_the_final_state_is_always_sent(
+    setup: Setup, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock = FakeClock()
+    monkeypatch.setattr(runner, "monotonic", clock)
+    num_steps = 40
+    # Each step takes 0.05 s of fake time: with 0.15 s between redraws, about every 3rd step.
+    w = setup.widget(
+        ScriptedStep(clock=clock, tick=0.05), num_steps=num_steps, update_interval_s=0.15
+    )
+    sent = _record_updates(w.plot.loss_line)
+    w.run()
+    result = w.wait()
+    assert result is not None
+    assert result.num_steps == num_steps
+
+    curve_updates = [state for state in sent if "y" in state]
+    assert all("x" in state for state in curve_updates)  # x and y in one message (hold_sync)
+    lengths = [state["y"]["shape"][0] for state in curve_updates]
+    intermediate = [n for n in lengths if 0 < n < num_steps]
+    assert 5 <= len(intermediate) <= num_steps // 2
+    assert lengths == sorted(lengths)
+    assert lengths[-1] == num_steps
+    np.testing.assert_allclose(drawn(w.plot.loss_line.y), debiased_ema(result.losses, result.beta))
+    np.testing.assert_allclose(drawn(w.plot.raw_line.y), result.losses)
+
+
+def test_resmoothing_redraws_the_curve_without_a_sweep(setup: Setup) -> None:
+    step = ScriptedStep()
+    w = setup.widget(step, beta=0.9)
+    w.run()
+    before = w.wait()
+    assert before is not None
+    calls = step.calls
+
+    move(w.controls.beta, 0.5)
+
+    assert w.result is before
+    assert step.calls == calls
+    assert not w.running
+    expected = debiased_ema(before.losses, 0.5)
+    np.testing.assert_allclose(drawn(w.plot.loss_line.y), expected)
+    assert not np.allclose(expected, debiased_ema(before.losses, 0.9))  # the test can fail
+    np.testing.assert_allclose(before.smoothed_losses, expected)  # w.result says what is shown
+
+
+def test_resmoothing_during_a_sweep_is_drawn_by_the_sweep(setup: Setup) -> None:
+    step = ScriptedStep(hold_at=8)
+    w = setup.widget(step, beta=0.9, update_interval_s=0)
+    w.run()
+    step.wait_until_held()
+    move(w.controls.beta, 0.3)
+    step.release()
+    result = w.wait()
+    assert result is not None
+    assert result.beta == 0.3
+    np.testing.assert_allclose(drawn(w.plot.loss_line.y), debiased_ema(result.losses, 0.3))
+
+
+def test_the_y_range_stays_finite_and_readable_when_the_loss_explodes(setup: Setup) -> None:
+    falling = [2.0 - 0.05 * i for i in range(20)]
+    losses = [*falling, 50.0, 1e6, 1e20, 1e38, math.inf, math.inf]
+    w = setup.widget(
+        ScriptedStep(losses=losses), num_steps=len(losses), beta=0.5, diverge_factor=math.inf
+    )
+    w.run()
+    result = w.wait()
+    assert result is not None
+    assert result.stop_reason is StopReason.NON_FINITE
+
+    low, high = w.plot.y_scale.min, w.plot.y_scale.max
+    assert math.isfinite(low)
+    assert math.isfinite(high)
+    assert 0.5 < low < min(falling)
+    assert max(falling) < high < 4.0
+    raw = drawn(w.plot.raw_line.y)
+    assert np.isnan(raw[-1])  # inf is not drawn as a spike
+
+
+def test_a_saved_exploding_curve_gets_a_finite_y_range() -> None:
+    lrs = np.logspace(-5, 0, 30).tolist()
+    losses = [1.0 - 0.01 * i for i in range(25)] + [1e10, 1e30, math.inf, math.nan, math.inf]
+    w = LRWidget.from_result(RangeTestResult(lrs=lrs, losses=losses, beta=0.0))
+    assert math.isfinite(w.plot.y_scale.min)
+    assert math.isfinite(w.plot.y_scale.max)
+    assert w.plot.y_scale.max < 2.0
+    w.close()
+
+
+def test_robust_y_range_caps_the_divergence_tail_and_pads() -> None:
+    y_range = robust_y_range([3.0, 2.0, 1.0, 2.0, 1e9, math.inf])
+    assert y_range is not None
+    low, high = y_range
+    assert low == pytest.approx(1.0 - 0.05 * 3.0)
+    assert high == pytest.approx(4.0 + 0.05 * 3.0)  # 3 + half of the drop of 2, padded
+    assert robust_y_range([math.nan, math.inf]) is None
+    flat = robust_y_range([2.0, 2.0, 2.0])
+    assert flat is not None
+    assert flat[0] < 2.0 < flat[1]
+
+
+def test_suggestion_markers_and_legend_appear_when_the_sweep_ends(setup: Setup) -> None:
+    step = ScriptedStep(hold_at=50, loss_of_lr=valley_curve)
+    w = setup.widget(step, num_steps=80, start_lr=1e-6, end_lr=1.0, diverge_factor=math.inf)
+    w.run()
+    step.wait_until_held()
+    marks = w.plot.suggestion_marks
+    assert not any(mark.visible for mark in marks.values())
+    assert all(button.disabled for button in w.controls.suggestion_buttons.values())
+    step.release()
+    result = w.wait()
+    assert result is not None
+
+    for rule, suggestion in result.suggestions().items():
+        mark, button = marks[rule], w.controls.suggestion_buttons[rule]
+        assert mark.visible == mark.display_legend == suggestion.ok
+        assert button.disabled == (not suggestion.ok)
+        if suggestion.ok:
+            assert drawn(mark.x).tolist() == [suggestion.lr]
+            assert mark.labels[0].startswith(rule)
+    assert marks["valley"].visible
+
+
+def test_the_lr_axis_has_readable_decade_ticks(setup: Setup) -> None:
+    w = setup.widget(ScriptedStep(), start_lr=1e-7, end_lr=10.0)
+    axis = w.plot.x_axis
+    assert axis.tick_format == ".0e"
+    assert axis.tick_values.tolist() == [10.0**k for k in range(-7, 2)]
+    assert w.plot.figure.animation_duration == 0
+    assert decade_ticks(2e-4, 8e-4) == [2e-4, 8e-4]
+    assert len(decade_ticks(1e-30, 1.0)) <= 11
+
+
+def test_the_click_overlay_is_a_transparent_image_on_top_of_everything(setup: Setup) -> None:
+    w = setup.widget(ScriptedStep())
+    marks = w.plot.figure.marks
+    assert marks[-1] is w.plot.overlay
+    assert type(marks[-1]).__name__ == "Image"
+    assert w.plot.overlay.image.value == TRANSPARENT_PNG
+    assert TRANSPARENT_PNG.startswith(b"\x89PNG\r\n\x1a\n")
+    assert drawn(w.plot.overlay.x).tolist() == [1e-5, 1e-1]  # spans the LR range
