@@ -177,6 +177,9 @@ class RangeTestResult:
                 f"unsupported result version {version!r}; this lr_widget reads versions up to "
                 f"{FORMAT_VERSION}"
             )
+        missing = [key for key in ("lrs", "losses") if key not in data]
+        if missing:
+            raise ValueError(f"the result document has no {' or '.join(missing)} field")
         val_losses = data.get("val_losses")
         return cls(
             lrs=_decode_floats(data["lrs"], "lrs"),

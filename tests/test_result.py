@@ -73,6 +73,7 @@ def test_real_sweep_round_trips_through_json() -> None:
             "same length",
         ),
         ("[\"__import__('os')\"]", "not an lr_widget range-test result"),
+        ('{"format": "lr_widget.range_test", "version": 1, "lrs": [1]}', "has no losses field"),
     ],
 )
 def test_loading_rejects_documents_that_are_not_results(document: str, message: str) -> None:
