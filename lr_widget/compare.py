@@ -1,0 +1,285 @@
+"""Several range tests side by side: a labelled collection, its table, and its JSON file.
+
+A :class:`Comparison` holds single runs (:class:`~lr_widget.result.RangeTestResult`) and repeated
+ones (:class:`~lr_widget.repeats.RepeatedRangeTest`) under unique labels, in order; the widget's
+"keep this run" adds to it and "clear" empties it. Each entry draws as a
+:class:`~lr_widget.spread.NoiseBand` (a single run is a band of zero width), so one drawing path
+serves both kinds. Results from different sweeps need not share an LR grid.
+
+Files are strict JSON; :func:`load_result` reads either result kind by its ``"format"`` field,
+and loading parses JSON only: it never runs code.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from lr_widget.repeats import REPEATED_FORMAT_NAME, RepeatedRangeTest
+from lr_widget.result import FORMAT_NAME, RangeTestResult
+from lr_widget.spread import NoiseBand
+from lr_widget.suggestions import DEFAULT_RULE, Suggestion
+
+__all__ = [
+    "COMPARISON_FORMAT_NAME",
+    "COMPARISON_FORMAT_VERSION",
+    "AnyResult",
+    "Comparison",
+    "ComparisonRow",
+    "load_result",
+    "result_from_dict",
+]
+
+COMPARISON_FORMAT_NAME = "lr_widget.comparison"
+COMPARISON_FORMAT_VERSION = 1
+
+AnyResult = RangeTestResult | RepeatedRangeTest
+
+
+def result_from_dict(data: Mapping[str, Any]) -> AnyResult:
+    """Rebuild a single or repeated result from its ``to_dict()`` output, by its format name."""
+    kind = data.get("format") if isinstance(data, Mapping) else None
+    if kind == FORMAT_NAME:
+        return RangeTestResult.from_dict(data)
+    if kind == REPEATED_FORMAT_NAME:
+        return RepeatedRangeTest.from_dict(data)
+    raise ValueError(
+        f"not an lr_widget result: format {kind!r}, expected {FORMAT_NAME!r} or "
+        f"{REPEATED_FORMAT_NAME!r}"
+    )
+
+
+def load_result(path: str | os.PathLike[str]) -> AnyResult:
+    """Read a result file saved by either result kind's ``save()``."""
+    return result_from_dict(json.loads(Path(path).read_text(encoding="utf-8")))
+
+
+@dataclass(frozen=True)
+class ComparisonRow:
+    """One line of :meth:`Comparison.table`: a label's default suggestion.
+
+    ``low_lr``/``high_lr`` are the range of the runs' picks for a repeated result, else ``None``.
+    """
+
+    label: str
+    runs: int
+    suggestion: Suggestion
+    low_lr: float | None
+    high_lr: float | None
+    stop: str
+
+    def __str__(self) -> str:
+        pick = "no suggestion" if self.suggestion.lr is None else f"{self.suggestion.lr:.2e}"
+        spread = ""
+        if self.low_lr is not None and self.high_lr is not None:
+            spread = f" ({self.low_lr:.1e} to {self.high_lr:.1e})"
+        runs = "1 run" if self.runs == 1 else f"{self.runs} runs"
+        return f"{self.label}: {self.suggestion.rule} {pick}{spread}, {runs}, {self.stop}"
+
+
+class Comparison:
+    """Labelled range-test results, in order, with unique labels.
+
+    Parameters
+    ----------
+    results
+        Single (:class:`RangeTestResult`) or repeated (:class:`RepeatedRangeTest`) results.
+    labels
+        One per result; ``None`` labels them ``"run 1"``, ``"run 2"``...
+
+    Examples
+    --------
+    >>> a = RangeTestResult(lrs=[1e-3, 1e-2], losses=[1.0, 0.5])
+    >>> b = RangeTestResult(lrs=[1e-4, 1e-3, 1e-2], losses=[1.0, 0.9, 0.4])
+    >>> comparison = Comparison([a], labels=["sgd"])
+    >>> comparison.add(b, "adam")
+    'adam'
+    >>> comparison.labels
+    ['sgd', 'adam']
+    >>> Comparison.from_json(comparison.to_json()).labels
+    ['sgd', 'adam']
+    """
+
+    def __init__(
+        self, results: Iterable[AnyResult] = (), labels: Sequence[str] | None = None
+    ) -> None:
+        self._entries: list[tuple[str, AnyResult]] = []
+        results = list(results)
+        if labels is not None and len(labels) != len(results):
+            raise ValueError(
+                f"labels must have one entry per result, got {len(labels)} labels for "
+                f"{len(results)} results"
+            )
+        for index, result in enumerate(results):
+            self.add(result, None if labels is None else labels[index])
+
+    # -- the collection ---------------------------------------------------------------------
+    def add(self, result: AnyResult, label: str | None = None) -> str:
+        """Append ``result`` under ``label`` (default: the next free ``"run N"``); return the
+        label."""
+        if not isinstance(result, (RangeTestResult, RepeatedRangeTest)):
+            raise TypeError(
+                f"result must be a RangeTestResult or RepeatedRangeTest, got "
+                f"{type(result).__name__}"
+            )
+        label = self._free_label() if label is None else label
+        if not isinstance(label, str) or not label.strip():
+            raise ValueError(f"label must be a non-empty string, got {label!r}")
+        if label in self.labels:
+            raise ValueError(f"label {label!r} is already used; labels are {self.labels}")
+        self._entries.append((label, result))
+        return label
+
+    def remove(self, key: str | int) -> AnyResult:
+        """Remove and return the entry with label ``key`` (or at position ``key``)."""
+        index = self._index(key)
+        return self._entries.pop(index)[1]
+
+    def clear(self) -> None:
+        """Remove every entry."""
+        self._entries.clear()
+
+    @property
+    def labels(self) -> list[str]:
+        """The labels, in order."""
+        return [label for label, _ in self._entries]
+
+    @property
+    def results(self) -> list[AnyResult]:
+        """The results, in order."""
+        return [result for _, result in self._entries]
+
+    def items(self) -> list[tuple[str, AnyResult]]:
+        """``(label, result)`` pairs, in order."""
+        return list(self._entries)
+
+    def __getitem__(self, key: str | int) -> AnyResult:
+        return self._entries[self._index(key)][1]
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __iter__(self) -> Iterator[tuple[str, AnyResult]]:
+        return iter(list(self._entries))
+
+    def _index(self, key: str | int) -> int:
+        if isinstance(key, int) and not isinstance(key, bool):
+            if not -len(self._entries) <= key < len(self._entries):
+                raise IndexError(f"index {key} is out of range for {len(self)} entries")
+            return key % len(self._entries)
+        if key not in self.labels:
+            raise KeyError(f"no entry labelled {key!r}; labels are {self.labels}")
+        return self.labels.index(key)
+
+    def _free_label(self) -> str:
+        number = len(self._entries) + 1
+        while f"run {number}" in self.labels:
+            number += 1
+        return f"run {number}"
+
+    # -- reading ----------------------------------------------------------------------------
+    def bands(self) -> dict[str, NoiseBand]:
+        """Each entry as a band to draw (zero width, ``count`` 1, for a single run)."""
+        return {label: _band(result) for label, result in self._entries}
+
+    def suggestions(self, rule: str = DEFAULT_RULE) -> dict[str, Suggestion]:
+        """Each entry's ``rule`` suggestion (the robust pick for a repeated result)."""
+        return {label: result.suggest(rule) for label, result in self._entries}
+
+    def table(self, rule: str = DEFAULT_RULE) -> list[ComparisonRow]:
+        """One row per entry: its ``rule`` suggestion and, for repeats, the picks' range."""
+        return [_row(label, result, rule) for label, result in self._entries]
+
+    def summary(self, rule: str = DEFAULT_RULE) -> str:
+        """The table as text, one entry per line."""
+        if not self._entries:
+            return "Comparison(empty)"
+        return "\n".join([repr(self), *(f"  {row}" for row in self.table(rule))])
+
+    def __repr__(self) -> str:
+        return f"Comparison({len(self)} results: {', '.join(self.labels)})"
+
+    # -- serialisation ----------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        """A strict-JSON-safe dictionary: every entry's label and ``result.to_dict()``."""
+        return {
+            "format": COMPARISON_FORMAT_NAME,
+            "version": COMPARISON_FORMAT_VERSION,
+            "entries": [
+                {"label": label, "result": result.to_dict()} for label, result in self._entries
+            ],
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Comparison:
+        """Rebuild from :meth:`to_dict`'s output, checking its shape."""
+        if not isinstance(data, Mapping) or data.get("format") != COMPARISON_FORMAT_NAME:
+            raise ValueError(
+                f"not an lr_widget comparison (expected format {COMPARISON_FORMAT_NAME!r})"
+            )
+        version = data.get("version")
+        if not isinstance(version, int) or version > COMPARISON_FORMAT_VERSION:
+            raise ValueError(
+                f"unsupported comparison version {version!r}; this lr_widget reads versions up "
+                f"to {COMPARISON_FORMAT_VERSION}"
+            )
+        entries = data.get("entries")
+        if not isinstance(entries, list) or not all(isinstance(e, Mapping) for e in entries):
+            raise ValueError("entries must be a list of {'label': ..., 'result': ...} objects")
+        labels = [entry.get("label") for entry in entries]
+        results = [result_from_dict(entry.get("result", {})) for entry in entries]
+        return cls(results, labels)  # add() checks each label
+
+    def to_json(self, indent: int | None = 1) -> str:
+        """Strict JSON text (no NaN literals)."""
+        return json.dumps(self.to_dict(), indent=indent, allow_nan=False)
+
+    @classmethod
+    def from_json(cls, text: str) -> Comparison:
+        """Parse :meth:`to_json`'s output. Plain JSON parsing: it never runs code."""
+        return cls.from_dict(json.loads(text))
+
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Write the comparison as JSON to ``path`` and return the path."""
+        target = Path(path)
+        target.write_text(self.to_json(), encoding="utf-8")
+        return target
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> Comparison:
+        """Read a comparison saved with :meth:`save`."""
+        return cls.from_json(Path(path).read_text(encoding="utf-8"))
+
+    @classmethod
+    def from_paths(
+        cls, paths: Iterable[str | os.PathLike[str]], labels: Sequence[str] | None = None
+    ) -> Comparison:
+        """Compare result files of either kind; labels default to the file names' stems."""
+        files = [Path(path) for path in paths]
+        names = [file.stem for file in files] if labels is None else labels
+        return cls([load_result(file) for file in files], names)
+
+
+def _band(result: AnyResult) -> NoiseBand:
+    if isinstance(result, RepeatedRangeTest):
+        return result.band()
+    return NoiseBand.from_result(result)
+
+
+def _row(label: str, result: AnyResult, rule: str) -> ComparisonRow:
+    if isinstance(result, RepeatedRangeTest):
+        spread = result.spread(rule)
+        stops = sorted({str(run.stop_reason) for run in result.runs})
+        return ComparisonRow(
+            label,
+            len(result.runs),
+            result.suggest(rule),
+            spread.low_lr,
+            spread.high_lr,
+            "/".join(stops) or "no runs",
+        )
+    return ComparisonRow(label, 1, result.suggest(rule), None, None, str(result.stop_reason))
