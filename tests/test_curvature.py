@@ -6,7 +6,7 @@ from __future__ import annotations
 import copy
 import json
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -23,15 +23,6 @@ from lr_widget.curvature import (
 from tests.helpers import assert_restored, capture, make_batches, make_classifier, warm_optimizer
 
 Batches = list[tuple[torch.Tensor, torch.Tensor]]
-
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    # Tiny models on a shared 2-core machine: extra intra-op threads only contend (100x slower).
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def tiny_mlp(seed: int = 0, norm: bool = False) -> torch.nn.Sequential:

@@ -8,7 +8,6 @@ import json
 import math
 import random
 import statistics
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,15 +28,6 @@ from tests.helpers import (
     make_classifier,
     warm_optimizer,
 )
-
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    # Tiny models on a shared 2-core machine: extra intra-op threads only contend.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def shuffled_loader(seed: int = 0) -> torch.utils.data.DataLoader[Any]:
