@@ -500,7 +500,7 @@ def csv_rows(path: Path) -> list[dict[str, str]]:
         (lambda path: path.write_text('{"format": "other"}'), "not an lr_widget range-test"),
         (
             lambda path: path.write_text('{"format": "lr_widget.range_test", "version": 1}'),
-            "it has no 'lrs' field",
+            "the result document has no lrs or losses field",
         ),
         (lambda path: path.write_bytes(pickle.dumps(noisy_result())), "not a readable"),
     ],

@@ -23,8 +23,8 @@ import nbformat
 import pytest
 
 import lr_widget
-from lr_widget import cli
 from lr_widget.cli import EXIT_OK, EXIT_USAGE, default_notebook, lab_command, main
+from lr_widget.cli import lab as lab_module
 
 STARTUP_TIMEOUT_S = 150.0
 REQUEST_TIMEOUT_S = 30.0
@@ -47,7 +47,7 @@ def test_a_missing_notebook_is_a_usage_error_suggesting_the_flag(
 def test_a_missing_quickstart_is_a_usage_error_suggesting_the_flag(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.setattr(cli, "default_notebook", lambda: tmp_path / "quickstart.ipynb")
+    monkeypatch.setattr(lab_module, "default_notebook", lambda: tmp_path / "quickstart.ipynb")
     code = main(["lab", "--no-browser"])
     err = capsys.readouterr().err
     assert code == EXIT_USAGE
