@@ -15,7 +15,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from lr_widget.compare import Comparison, load_result
+from lr_widget.curvature import CurvatureEstimate, estimate_curvature
 from lr_widget.engine import LRFinder, StepEvent, find_lr
+from lr_widget.repeats import RepeatedRangeTest, RepeatedSweep, find_lr_repeated
 from lr_widget.result import RangeTestResult, StopReason
 from lr_widget.settings import SweepSettings
 from lr_widget.suggestions import (
@@ -34,15 +37,22 @@ if TYPE_CHECKING:
 __version__ = "0.1.0"
 
 __all__ = [
+    "Comparison",
+    "CurvatureEstimate",
     "LRFinder",
     "LRWidget",
     "RangeTestResult",
+    "RepeatedRangeTest",
+    "RepeatedSweep",
     "StepEvent",
     "StopReason",
     "Suggestion",
     "SweepSettings",
     "__version__",
+    "estimate_curvature",
     "find_lr",
+    "find_lr_repeated",
+    "load_result",
     "suggest",
     "suggest_all",
     "suggest_minimum",

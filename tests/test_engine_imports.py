@@ -23,6 +23,8 @@ def test_engine_imports_and_runs_without_ipywidgets_or_bqplot() -> None:
         import lr_widget
         from lr_widget import find_lr, RangeTestResult
         from lr_widget import engine, result, suggestions, schedules, smoothing, state, batches
+        from lr_widget import repeats, spread, compare, curvature, demo, picture, settings
+        from lr_widget import find_lr_repeated, Comparison, estimate_curvature
 
         model = torch.nn.Linear(3, 2)
         data = [(torch.randn(8, 3), torch.randint(0, 2, (8,))) for _ in range(3)]
