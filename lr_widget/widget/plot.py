@@ -2,14 +2,16 @@
 
 The figure is built once; later updates only assign data to its marks, inside ``hold_sync()`` so
 x and y travel in one message. Ownership follows the widget's threading rule: while a sweep runs,
-the sweep thread owns the curve lines and the y scale (:meth:`LossPlot.draw_curves`); the main
-thread owns the x range, suggestion markers, selection marks and the click overlay.
+the sweep thread owns the curve lines, the hover points and the y scale
+(:meth:`LossPlot.draw_curves`); the main thread owns the x range, suggestion markers, selection
+marks and the click overlay.
 
-The click overlay is a transparent 1x1 PNG shown as a ``bqplot.Image`` spanning the plot area and
-kept last in ``Figure.marks``: it is the only bqplot mark whose click reports *where* the click
-landed (``click_x`` already inverted through the log x scale). Being on top, it also takes every
-hover, so marks below it cannot show tooltips; the selection label shows the clicked LR and loss
-instead.
+The click overlay is a transparent 1x1 PNG shown as a ``bqplot.Image`` spanning the plot area: it
+is the only bqplot mark whose click reports *where* the click landed (``click_x`` already
+inverted through the log x scale). It lies above the curves and markers, so it also takes their
+hover events. Only the hover points, a faint ``Scatter`` of the recorded points on the smoothed
+curve, lie above it (last in ``Figure.marks``): hovering one shows a tooltip with its LR and loss,
+clicking one selects exactly that point, and a click between points falls through to the overlay.
 """
 
 from __future__ import annotations
@@ -40,7 +42,9 @@ with warnings.catch_warnings():
     import bqplot
 
 __all__ = [
+    "POINT_TOOLTIP",
     "RULE_STYLES",
+    "TOOLTIP_CLASS",
     "TRANSPARENT_PNG",
     "Curves",
     "LossPlot",
@@ -76,8 +80,15 @@ RULE_STYLES: dict[str, tuple[str, str]] = {
     "slide": ("#ff7f0e", "cross"),
 }
 _FALLBACK_STYLE = ("#8c564b", "circle")
-_LOSS_COLOR, _VAL_COLOR, _RAW_COLOR = "#1f77b4", "#ff7f0e", "#9e9e9e"
+_LOSS_COLOR, _VAL_COLOR, _RAW_COLOR = "#1f77b4", "#ff7f0e", "#757575"
 _SELECTION_COLOR = "#000000"
+
+# The hover points' tooltip: (field, label, d3 format) per row, and its DOM class.
+TOOLTIP_CLASS = "lr-widget-tooltip"
+POINT_TOOLTIP: tuple[tuple[str, str, str], ...] = (("x", "lr", ".2e"), ("y", "loss", ".4g"))
+# Small faint dots: they mark where a hover or click hits a point without hiding the curve. The
+# wide transparent stroke widens the hit area (SVG hit-tests a transparent stroke) to ~10 px.
+_POINT_SIZE, _POINT_OPACITY, _POINT_HIT_WIDTH = 12, 0.2, 6.0
 
 # Headroom above the highest pre-minimum loss, as a share of its drop to the minimum: enough to
 # see the divergence start, not so much that an exploding tail flattens the interesting part.
@@ -227,9 +238,9 @@ class LossPlot:
         # The overlay and the selection line span the full height on a fixed 0..1 scale.
         self.unit_scale = bqplot.LinearScale(min=0.0, max=1.0)
         scales = {"x": self.x_scale, "y": self.y_scale}
-        self.raw_line = _line(scales, _RAW_COLOR, "loss (raw)", width=1, opacity=0.45)
+        self.raw_line = _line(scales, _RAW_COLOR, "loss (raw)", width=1, opacity=0.6)
         self.loss_line = _line(scales, _LOSS_COLOR, "loss (smoothed)", width=2)
-        self.raw_val_line = _line(scales, _RAW_COLOR, "val loss (raw)", width=1, opacity=0.45)
+        self.raw_val_line = _line(scales, _RAW_COLOR, "val loss (raw)", width=1, opacity=0.6)
         self.val_line = _line(scales, _VAL_COLOR, "val loss (smoothed)", width=2)
         for line in (self.raw_val_line, self.val_line):
             line.visible = line.display_legend = False
@@ -243,12 +254,15 @@ class LossPlot:
             stroke_width=1.5,
             visible=False,
         )
+        # A ring, not a dot: a suggestion marker under the selection stays visible.
         self.selection_dot = bqplot.Scatter(
             x=[1.0],
             y=[0.0],
             scales=scales,
             colors=[_SELECTION_COLOR],
-            default_size=80,
+            fill=False,
+            stroke_width=2,
+            default_size=180,
             labels=["selected"],
             visible=False,
         )
@@ -259,10 +273,29 @@ class LossPlot:
             y=[-1.0, 2.0],
             scales={"x": self.x_scale, "y": self.unit_scale},
         )
-        self.x_axis = bqplot.Axis(scale=self.x_scale, label="learning rate", tick_format=".0e")
-        self.y_axis = bqplot.Axis(
-            scale=self.y_scale, orientation="vertical", label="loss", tick_format=".3g"
+        self.tooltip = bqplot.Tooltip(
+            fields=[field for field, _, _ in POINT_TOOLTIP],
+            labels=[label for _, label, _ in POINT_TOOLTIP],
+            formats=[fmt for _, _, fmt in POINT_TOOLTIP],
         )
+        self.tooltip.add_class(TOOLTIP_CLASS)
+        self.hover_points = bqplot.Scatter(
+            x=np.zeros(0),
+            y=np.zeros(0),
+            scales=scales,
+            colors=[_LOSS_COLOR],
+            default_size=_POINT_SIZE,
+            opacities=[_POINT_OPACITY],
+            stroke="transparent",
+            stroke_width=_POINT_HIT_WIDTH,
+            tooltip=self.tooltip,
+            interactions={"hover": "tooltip"},
+        )
+        # The LR of each hover point, in the order the browser indexes them (its clicks send
+        # the index). Written with the points, by whoever owns the curves.
+        self._point_lrs: FloatArray = np.zeros(0)
+        self.x_axis = bqplot.Axis(scale=self.x_scale, label="learning rate", tick_format=".0e")
+        self.y_axis = bqplot.Axis(scale=self.y_scale, side="left", label="loss", tick_format=".3~g")
         self.figure = bqplot.Figure(
             marks=[
                 self.raw_line,
@@ -272,27 +305,42 @@ class LossPlot:
                 *self.suggestion_marks.values(),
                 self.selection_line,
                 self.selection_dot,
-                self.overlay,  # last: on top, so it receives every click
+                self.overlay,  # above the curves: receives every click between points
+                self.hover_points,  # last: the only mark above the overlay
             ],
             axes=[self.x_axis, self.y_axis],
             animation_duration=0,
-            legend_location="top-right",
-            fig_margin={"top": 30, "bottom": 50, "left": 65, "right": 20},
+            # Range-test curves start high on the left and end high on the right; the bottom
+            # left corner is the one they leave empty.
+            legend_location="bottom-left",
+            fig_margin={"top": 20, "bottom": 50, "left": 65, "right": 40},
             layout=ipywidgets.Layout(width="100%", height="380px"),
         )
         self.set_lr_range(start_lr, end_lr)
 
     # -- main thread ------------------------------------------------------------------------
     def on_click(self, callback: Callable[[float], None]) -> None:
-        """Call ``callback(click_x)`` with the LR under each click on the plot area."""
+        """Call ``callback(lr)`` for each click on the plot area.
 
-        def handle(_mark: Any, content: Mapping[str, Any]) -> None:
+        ``lr`` is the recorded LR of the hover point clicked, or else the LR under the click.
+        """
+
+        def overlay_click(_mark: Any, content: Mapping[str, Any]) -> None:
             data = content.get("data") or {}
             click_x = data.get("click_x")
             if isinstance(click_x, (int, float)) and math.isfinite(click_x) and click_x > 0:
                 callback(float(click_x))
 
-        self.overlay.on_element_click(handle)
+        def point_click(_mark: Any, content: Mapping[str, Any]) -> None:
+            data = content.get("data") or {}
+            index, lrs = data.get("index"), self._point_lrs
+            # Points are only appended during a sweep, so an index the browser sent before the
+            # latest redraw still names the same point; one from an older sweep may not exist.
+            if isinstance(index, int) and not isinstance(index, bool) and 0 <= index < lrs.size:
+                callback(float(lrs[index]))
+
+        self.overlay.on_element_click(overlay_click)
+        self.hover_points.on_element_click(point_click)
 
     def set_lr_range(self, low: float, high: float) -> None:
         """Fix the x axis to ``[low, high]`` with decade ticks (never while a sweep draws)."""
@@ -343,10 +391,20 @@ class LossPlot:
         for line in (self.raw_val_line, self.val_line):
             if line.visible != has_val:
                 line.visible = line.display_legend = has_val
+        self._draw_hover_points(curves.lrs, curves.curve)
         y_range = robust_y_range(curves.curve, curves.raw)
         if y_range is not None:
             with self.y_scale.hold_sync():
                 self.y_scale.min, self.y_scale.max = y_range
+
+    def _draw_hover_points(self, lrs: FloatArray, curve: FloatArray) -> None:
+        """One hover point per recorded LR where the shown curve is finite."""
+        finite = np.isfinite(curve) & np.isfinite(lrs) & (lrs > 0)
+        point_lrs = lrs[finite]
+        self._point_lrs = point_lrs  # first: the browser may click a new point at once
+        with self.hover_points.hold_sync():
+            self.hover_points.x = point_lrs
+            self.hover_points.y = curve[finite]
 
     def widgets(self) -> list[Any]:
         """Every widget of the figure, for closing."""

@@ -56,8 +56,9 @@ class LRWidget(ipywidgets.VBox):
     model, optimizer, scaler and RNG streams are restored exactly when the sweep ends, whatever
     ends it (Stop, divergence, an error, :meth:`close`).
 
-    A click on the plot selects the recorded LR nearest to it (in log space), a suggestion button
-    selects that rule's LR; either sets :attr:`lr`.
+    Hovering a recorded point of the curve shows its LR and (smoothed) loss. A click on a point
+    selects that point, a click elsewhere on the plot the recorded LR nearest to it (in log
+    space), a suggestion button that rule's LR; each sets :attr:`lr`.
 
     Parameters
     ----------
@@ -93,6 +94,13 @@ class LRWidget(ipywidgets.VBox):
     during a sweep, the curve keeps drawing but clicks and Stop wait for that cell. Leave the
     model and optimizer alone while the sweep runs (it trains them in its thread until it
     restores them); :meth:`wait` blocks until then.
+
+    DOM hooks, stable for browser tests and custom CSS: the widget's root element has the class
+    ``lr-widget`` (:data:`ROOT_CLASS`), its status line ``lr-widget-status``
+    (:data:`~lr_widget.widget.controls.STATUS_CLASS`), the hover tooltip ``lr-widget-tooltip``
+    (:data:`~lr_widget.widget.plot.TOOLTIP_CLASS`); the buttons are labelled ``Run``, ``Stop``
+    and with the rule names (``valley``...). In the figure, the click overlay is the only
+    ``image`` and the hover points are the mark right after it.
 
     Examples
     --------
@@ -363,10 +371,11 @@ class LRWidget(ipywidgets.VBox):
         with contextlib.suppress(TypeError, ValueError, RuntimeError):
             self.run()  # a failure is shown in the status line
 
-    def _on_plot_click(self, click_x: float) -> None:
+    def _on_plot_click(self, lr: float) -> None:
+        # A point's own LR snaps to itself, so a click on a point selects exactly that point.
         self._main.run_pending()
         if self._recorded_lrs():
-            self._guarded(lambda: self.select(click_x))
+            self._guarded(lambda: self.select(lr))
 
     def _on_suggestion_click(self, rule: str) -> None:
         self._main.run_pending()

@@ -15,6 +15,15 @@ def click_plot(widget: LRWidget, click_x: float, click_y: float = 0.5) -> None:
     widget.plot.overlay._handle_custom_msg(content, [])
 
 
+def click_point(widget: LRWidget, index: int) -> None:
+    """A click on hover point ``index``, as the Scatter reports it (the datum and its index)."""
+    plot = widget.plot
+    x, y = drawn(plot.hover_points.x), drawn(plot.hover_points.y)
+    datum = {"x": float(x[index]), "y": float(y[index])} if 0 <= index < x.size else {}
+    data = {**datum, "index": index, "name": "", "unique_id": ""}
+    plot.hover_points._handle_custom_msg({"event": "element_click", "data": data}, [])
+
+
 def click(button: Any) -> None:
     """A button click from the browser."""
     data = {"method": "custom", "content": {"event": "click"}}

@@ -11,7 +11,12 @@ import pytest
 from lr_widget import RangeTestResult, StopReason
 from lr_widget.smoothing import debiased_ema
 from lr_widget.widget import LRWidget, runner
-from lr_widget.widget.plot import TRANSPARENT_PNG, decade_ticks, robust_y_range
+from lr_widget.widget.plot import (
+    TOOLTIP_CLASS,
+    TRANSPARENT_PNG,
+    decade_ticks,
+    robust_y_range,
+)
 
 from .frontend import drawn, move
 from .scripted import FakeClock, ScriptedStep, Setup, valley_curve
@@ -157,11 +162,43 @@ def test_the_lr_axis_has_readable_decade_ticks(setup: Setup) -> None:
     assert len(decade_ticks(1e-30, 1.0)) <= 11
 
 
-def test_the_click_overlay_is_a_transparent_image_on_top_of_everything(setup: Setup) -> None:
+def test_the_click_overlay_is_a_transparent_image_under_only_the_hover_points(
+    setup: Setup,
+) -> None:
     w = setup.widget(ScriptedStep())
     marks = w.plot.figure.marks
-    assert marks[-1] is w.plot.overlay
-    assert type(marks[-1]).__name__ == "Image"
+    assert marks[-2] is w.plot.overlay
+    assert marks[-1] is w.plot.hover_points  # above the overlay, so hovering a point works
+    assert type(marks[-2]).__name__ == "Image"
     assert w.plot.overlay.image.value == TRANSPARENT_PNG
     assert TRANSPARENT_PNG.startswith(b"\x89PNG\r\n\x1a\n")
     assert drawn(w.plot.overlay.x).tolist() == [1e-5, 1e-1]  # spans the LR range
+
+
+def test_hover_points_sit_on_the_smoothed_curve_with_an_lr_and_loss_tooltip(setup: Setup) -> None:
+    w = setup.widget(ScriptedStep(), beta=0.6)
+    w.run()
+    result = w.wait()
+    assert result is not None
+    points = w.plot.hover_points
+
+    assert drawn(points.x).tolist() == result.lrs
+    np.testing.assert_allclose(drawn(points.y), debiased_ema(result.losses, 0.6))
+    assert points.interactions == {"hover": "tooltip"}
+    assert max(points.opacities) < 0.5  # faint: the curve stays the thing to look at
+    assert not points.display_legend
+    tooltip = points.tooltip
+    assert tooltip is w.plot.tooltip
+    assert list(tooltip.fields) == ["x", "y"]
+    assert list(tooltip.labels) == ["lr", "loss"]
+    assert list(tooltip.formats) == [".2e", ".4g"]
+    assert TOOLTIP_CLASS in tooltip._dom_classes
+
+
+def test_hover_points_follow_resmoothing(setup: Setup) -> None:
+    w = setup.widget(ScriptedStep(), beta=0.9)
+    w.run()
+    result = w.wait()
+    assert result is not None
+    move(w.controls.beta, 0.2)
+    np.testing.assert_allclose(drawn(w.plot.hover_points.y), debiased_ema(result.losses, 0.2))

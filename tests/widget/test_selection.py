@@ -15,7 +15,7 @@ from lr_widget import RangeTestResult
 from lr_widget.smoothing import debiased_ema
 from lr_widget.widget import LRWidget
 
-from .frontend import click, click_plot, drawn
+from .frontend import click, click_plot, click_point, drawn
 from .scripted import ScriptedStep, Setup, valley_curve
 
 
@@ -43,6 +43,37 @@ def test_click_between_two_lrs_picks_the_log_nearer_not_the_linearly_nearer() ->
     click_plot(w, 4e-4)  # 0.6 decade above 1e-4, 0.4 below 1e-3; linearly nearer 1e-4
     assert w.lr == 1e-3
     w.close()
+
+
+def test_a_click_on_a_point_selects_exactly_that_point(setup: Setup) -> None:
+    w = setup.widget(ScriptedStep())
+    w.run()
+    lrs = w.wait().lrs  # type: ignore[union-attr]
+    for index in (0, 7, len(lrs) - 1):
+        click_point(w, index)
+        assert w.lr == lrs[index]
+
+
+def test_a_point_click_from_an_older_drawing_selects_nothing_new(setup: Setup) -> None:
+    w = setup.widget(ScriptedStep())
+    w.run()
+    lrs = w.wait().lrs  # type: ignore[union-attr]
+    click_point(w, 3)
+    click_point(w, len(lrs))  # an index the current points do not have
+    click_point(w, -1)
+    assert w.lr == lrs[3]
+
+
+def test_point_indices_skip_the_points_the_curve_cannot_draw(setup: Setup) -> None:
+    losses = [2.0 - 0.05 * i for i in range(12)] + [math.inf]
+    w = setup.widget(ScriptedStep(losses=losses), num_steps=len(losses), beta=0.0)
+    w.run()
+    result = w.wait()
+    assert result is not None
+    assert len(result.lrs) == len(losses)
+    assert drawn(w.plot.hover_points.x).tolist() == result.lrs[:-1]
+    click_point(w, len(losses) - 2)  # the last drawn point
+    assert w.lr == result.lrs[-2]
 
 
 def test_selection_shows_a_marker_a_dashed_line_and_a_label(setup: Setup) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import subprocess
 import sys
+import warnings
 from typing import Any
 
 import pytest
@@ -14,6 +15,7 @@ from lr_widget import RangeTestResult
 from lr_widget.suggestions import RULES
 from lr_widget.widget import LRWidget
 from lr_widget.widget.controls import STATUS_CLASS
+from lr_widget.widget.plot import TOOLTIP_CLASS
 from lr_widget.widget.widget import ROOT_CLASS
 
 from .scripted import ScriptedStep, Setup
@@ -68,10 +70,21 @@ def test_dom_hooks_for_browser_tests(setup: Setup) -> None:
     assert ROOT_CLASS in w._dom_classes
     assert STATUS_CLASS == "lr-widget-status"
     assert STATUS_CLASS in controls.status._dom_classes
+    assert TOOLTIP_CLASS == "lr-widget-tooltip"
+    assert TOOLTIP_CLASS in w.plot.hover_points.tooltip._dom_classes
     assert controls.run_button.description == "Run"
     assert controls.stop_button.description == "Stop"
     assert [b.description for b in controls.suggestion_buttons.values()] == list(RULES)
     assert w.plot.figure in w.children
+
+
+def test_building_the_widget_warns_nothing(setup: Setup) -> None:
+    # bqplot silently ignores a misspelt or deprecated option, with only a warning (which the
+    # test settings hide for traitlets): the option would have no effect in the browser.
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        setup.widget(ScriptedStep())
+    assert [str(warning.message) for warning in caught] == []
 
 
 def test_lr_is_not_synced_to_the_browser(setup: Setup) -> None:
