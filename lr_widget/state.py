@@ -5,6 +5,10 @@ fast), never on the accelerator, and never in a file: parameters and buffers (lo
 so non-persistent buffers are covered too), gradients, the optimizer's state and hyper-parameters,
 a GradScaler, the RNG streams of torch (CPU and CUDA), numpy and ``random``, and the train/eval
 mode of every module. :meth:`TrainingState.restore` writes it all back bit for bit.
+
+The snapshot costs host memory only: the parameters, buffers, gradients (when set) and optimizer
+state, once each. Restoring adds nothing on the device: the sweep's gradients and optimizer state
+are released before the saved ones are copied back, so the device never holds both.
 """
 
 from __future__ import annotations
@@ -90,6 +94,7 @@ class TrainingState:
         self._optimizer = optimizer
         self._scaler = scaler if scaler is not None and scaler.is_enabled() else None
         pin = any(tensor.is_cuda for tensor in self._tensors())
+        self._pinned = pin
         self._tensor_values = {name: to_host(t, pin) for name, t in self._named_tensors().items()}
         self._grads = {
             name: to_host(param.grad, pin)
@@ -100,6 +105,7 @@ class TrainingState:
         self._optimizer_state = to_host(optimizer.state_dict(), pin) if optimizer else None
         self._scaler_state = to_host(self._scaler.state_dict()) if self._scaler else None
         self._rng = RNGState.capture()
+        self._host_bytes = _tensor_bytes([self._tensor_values, self._grads, self._optimizer_state])
         if pin:
             torch.cuda.synchronize()
 
@@ -123,32 +129,61 @@ class TrainingState:
 
     @property
     def host_bytes(self) -> int:
-        """Bytes of host memory the snapshot's tensors hold."""
-        return _tensor_bytes([self._tensor_values, self._grads, self._optimizer_state])
+        """Bytes of host memory the snapshot's tensors hold (held when it was captured)."""
+        return self._host_bytes
 
     def restore(self, keep: bool = True) -> None:
         """Write the snapshot back into the live objects, bit for bit.
 
         With ``keep=False`` the optimizer state is handed over instead of copied (a restore that
-        ends the snapshot's life saves one copy of the optimizer state); the snapshot must not be
-        restored again after that.
+        ends the snapshot's life saves one copy of the optimizer state) and the host copies are
+        let go at once; the snapshot must not be restored again after that.
         """
+        # From pinned memory the copies are asynchronous: one wait at the end, not one per tensor.
         current = self._named_tensors()
         with torch.no_grad():
             for name, saved in self._tensor_values.items():
-                current[name].copy_(saved)
-        for name, param in self._model.named_parameters():
-            saved_grad = self._grads.get(name)
-            param.grad = None if saved_grad is None else saved_grad.to(param.device, copy=True)
+                current[name].copy_(saved, non_blocking=self._pinned)
+        self._restore_grads()
         # Set the flag itself: Module.train() recurses into children and may be overridden.
         for module, training in zip(self._model.modules(), self._modes, strict=False):
             module.training = training
         if self._optimizer is not None and self._optimizer_state is not None:
             state = to_host(self._optimizer_state) if keep else self._optimizer_state
+            self._optimizer.state.clear()  # free the sweep's state on the device before loading
             self._optimizer.load_state_dict(state)
         if self._scaler is not None and self._scaler_state is not None:
             self._scaler.load_state_dict(dict(self._scaler_state))
         self._rng.restore()
+        if self._pinned:
+            torch.cuda.synchronize()
+        if not keep:
+            self._release()
+
+    def _release(self) -> None:
+        self._tensor_values, self._grads, self._optimizer_state = {}, {}, None
+        if self._pinned:
+            _return_pinned_memory()
+
+    def _restore_grads(self) -> None:
+        parameters = list(self._model.named_parameters())
+        for _, param in parameters:
+            param.grad = None  # free the sweep's gradients before the saved ones are copied back
+        for name, param in parameters:
+            saved_grad = self._grads.get(name)
+            if saved_grad is not None:
+                param.grad = saved_grad.to(param.device, copy=True, non_blocking=self._pinned)
+
+
+def _return_pinned_memory() -> None:
+    """Give torch's cached, unused pinned blocks back to the system.
+
+    torch keeps freed pinned blocks for reuse, rounded up to a power of two; the snapshot's would
+    otherwise stay page-locked for the rest of the process, through the whole training run.
+    """
+    empty_host_cache = getattr(getattr(torch, "accelerator", None), "empty_host_cache", None)
+    if callable(empty_host_cache):
+        empty_host_cache()
 
 
 def _tensor_bytes(values: Any) -> int:
