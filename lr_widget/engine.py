@@ -15,20 +15,24 @@ the mean over ranks and every rank's stop request, so all ranks stop together
 from __future__ import annotations
 
 import contextlib
-import math
 import os
 import platform
 import threading
 import time
-from collections.abc import Callable, Generator, Iterable, Iterator
-from dataclasses import dataclass
+from collections.abc import Generator, Iterable, Iterator
 from typing import Any
 
 import torch
 
 from lr_widget.batches import BatchStream, LossComputer, LossFn, StepFn, move_to_device
+from lr_widget.checks import (
+    check_iterable,
+    check_loss_read_lag,
+    check_model,
+    check_optimizer,
+    make_settings,
+)
 from lr_widget.distributed import (
-    StepReading,
     StepSync,
     any_rank,
     default_loss_read_lag,
@@ -36,50 +40,14 @@ from lr_widget.distributed import (
     save_on_main_process,
     world_size,
 )
+from lr_widget.recording import CurveRecorder, StepCallback, StepEvent, SweepEnded
 from lr_widget.result import RangeTestResult, StopReason
+from lr_widget.scaling import ScalerStepWatch, make_scaler
 from lr_widget.schedules import apply_lr, group_lr_ratios, lr_schedule
 from lr_widget.settings import SweepSettings
-from lr_widget.smoothing import DebiasedEMA
 from lr_widget.state import TrainingState
 
 __all__ = ["LRFinder", "StepCallback", "StepEvent", "find_lr"]
-
-
-@dataclass(frozen=True)
-class StepEvent:
-    """What a live consumer learns after each step of the sweep."""
-
-    step: int
-    num_steps: int
-    lr: float
-    loss: float
-    smoothed_loss: float
-    val_loss: float | None
-    smoothed_val_loss: float | None
-    elapsed_s: float
-
-    @property
-    def fraction_done(self) -> float:
-        """Share of the planned steps completed, in (0, 1]."""
-        return (self.step + 1) / self.num_steps
-
-    @property
-    def eta_s(self) -> float:
-        """Estimated seconds left if the sweep runs to its last step."""
-        return self.elapsed_s / (self.step + 1) * (self.num_steps - self.step - 1)
-
-
-# A callback returning True asks the sweep to stop after the current step.
-StepCallback = Callable[[StepEvent], "bool | None"]
-
-
-class _StopSweep(Exception):  # noqa: N818 - a control-flow signal, not an error
-    """Raised inside the loop to end the sweep with a given reason."""
-
-    def __init__(self, reason: StopReason, detail: str) -> None:
-        super().__init__(detail)
-        self.reason = reason
-        self.detail = detail
 
 
 class LRFinder:
@@ -114,12 +82,12 @@ class LRFinder:
         loss_read_lag: int | None = None,
         **settings: Any,
     ) -> None:
-        self.settings = _make_settings(settings)
-        _check_loss_read_lag(loss_read_lag)
-        _check_model(model)
-        _check_iterable(train_data, "train_data")
+        self.settings = make_settings(settings)
+        check_loss_read_lag(loss_read_lag)
+        check_model(model)
+        check_iterable(train_data, "train_data")
         if val_data is not None:
-            _check_iterable(val_data, "val_data")
+            check_iterable(val_data, "val_data")
         if loss_fn is not None and not callable(loss_fn):
             raise TypeError(f"loss_fn must be callable or None, got {loss_fn!r}")
         if step_fn is not None and not callable(step_fn):
@@ -127,9 +95,9 @@ class LRFinder:
         self.model = model
         self.device = next(p.device for p in model.parameters() if p.requires_grad)
         self.optimizer = optimizer if optimizer is not None else _default_optimizer(model)
-        _check_optimizer(self.optimizer, model)
+        check_optimizer(self.optimizer, model)
         self.owns_optimizer = optimizer is None
-        self.scaler = _make_scaler(grad_scaler, self.device)
+        self.scaler = make_scaler(grad_scaler, self.device)
         self.distributed = resolve_distributed(distributed)
         self.loss_read_lag = (
             default_loss_read_lag(self.device) if loss_read_lag is None else loss_read_lag
@@ -140,7 +108,7 @@ class LRFinder:
         self._stop_event = threading.Event()
         self._lock = threading.Lock()
         self._running = False
-        self._scaler_steps: _ScalerStepWatch | None = None
+        self._scaler_steps: ScalerStepWatch | None = None
         self.result: RangeTestResult | None = None
 
     # -- control ----------------------------------------------------------------------------
@@ -153,7 +121,7 @@ class LRFinder:
         """
         if self._running:
             raise RuntimeError("cannot change the settings while a sweep is running")
-        self.settings = _make_settings({**self.settings.to_dict(), **changes})
+        self.settings = make_settings({**self.settings.to_dict(), **changes})
         return self.settings
 
     def stop(self) -> None:
@@ -214,7 +182,7 @@ class LRFinder:
         try:
             yield from self._sweep(result, external_stop)
             reason, detail = StopReason.COMPLETED, f"reached end_lr after {result.num_steps} steps"
-        except _StopSweep as stop:
+        except SweepEnded as stop:
             reason, detail = stop.reason, stop.detail
         except (GeneratorExit, KeyboardInterrupt) as interrupt:
             reason, detail = StopReason.STOPPED, f"interrupted ({type(interrupt).__name__})"
@@ -258,7 +226,7 @@ class LRFinder:
             optimizer_steps=settings.batches_per_step,
             val_batches=None if val_batches is None else len(val_batches),
         )
-        recorder = _CurveRecorder(result, settings, sync.ranks)
+        recorder = CurveRecorder(result, settings, sync.ranks)
         with self._watching_scaler_steps():
             for step, lr in enumerate(schedule.tolist()):
                 stop_requested = self._stop_requested(external_stop, sync, result)
@@ -266,7 +234,7 @@ class LRFinder:
                 apply_lr(self.optimizer, lr, ratios)
                 try:
                     loss_sum = self._train_at_lr(batches)
-                except _StopSweep:  # record the steps still queued first, as with no lag
+                except SweepEnded:  # record the steps still queued first, as with no lag
                     yield from recorder.reveal(sync.drain())
                     raise
                 val_sum = None
@@ -291,7 +259,7 @@ class LRFinder:
         """
         requested = self._stop_event.is_set() or external_stop.is_set()
         if requested and not sync.distributed:  # steps trained ahead but not yet read: dropped
-            raise _StopSweep(
+            raise SweepEnded(
                 StopReason.STOPPED, f"stopped by the caller before step {result.num_steps}"
             )
         return requested
@@ -316,7 +284,7 @@ class LRFinder:
                 return total + loss  # non-finite: the step's mean is too, on every rank
             skipped += 1
             if skipped > self.settings.max_skipped_steps:
-                raise _StopSweep(
+                raise SweepEnded(
                     StopReason.NON_FINITE,
                     f"the GradScaler skipped {skipped} steps in a row (inf/NaN gradients)",
                 )
@@ -368,7 +336,7 @@ class LRFinder:
         if self.scaler is None:
             yield
             return
-        self._scaler_steps = _ScalerStepWatch(self.optimizer, self.scaler)
+        self._scaler_steps = ScalerStepWatch(self.optimizer, self.scaler)
         try:
             yield
         finally:
@@ -428,130 +396,6 @@ class LRFinder:
             "lr_widget": __version__,
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         }
-
-
-class _CurveRecorder:
-    """Writes each step, once read, into the result, smooths it, and decides when to stop.
-
-    Every rank reads the same numbers in the same order, so every rank records the same curve and
-    stops at the same step.
-    """
-
-    def __init__(self, result: RangeTestResult, settings: SweepSettings, ranks: int) -> None:
-        self.result = result
-        self.settings = settings
-        self.ranks = ranks
-        self.train_ema = DebiasedEMA(settings.beta)
-        self.val_ema = DebiasedEMA(settings.beta)
-        self.best = math.inf
-        self.started = time.perf_counter()
-        self._seconds_by_step: dict[int, float] = {}
-        self._step_times: list[float] = result.timings.setdefault("step_s", [])
-
-    def step_took(self, step: int, seconds: float) -> None:
-        """Note the host time of a trained step, recorded when the step is."""
-        self._seconds_by_step[step] = seconds
-
-    def reveal(self, readings: list[StepReading]) -> Iterator[StepEvent]:
-        """Record and yield each reading in turn, raising :class:`_StopSweep` at the first that
-        ends the sweep (later ones, trained ahead, are dropped)."""
-        for reading in readings:
-            event = self.record(reading)
-            yield event
-            self.check(reading, event)
-
-    def record(self, reading: StepReading) -> StepEvent:
-        """Append the step to the result and return its event; raise if a rank asked to stop."""
-        if reading.stop_ranks:
-            raise _StopSweep(
-                StopReason.STOPPED,
-                f"stopped by the caller on {reading.stop_ranks} of {self.ranks} ranks before "
-                f"step {reading.step}",
-            )
-        result = self.result
-        result.lrs.append(reading.lr)
-        result.losses.append(reading.loss)
-        if result.val_losses is not None and reading.val_loss is not None:
-            result.val_losses.append(reading.val_loss)
-        self._step_times.append(self._seconds_by_step.pop(reading.step))
-        smoothed = self.train_ema.update(reading.loss)
-        smoothed_val = None if reading.val_loss is None else self.val_ema.update(reading.val_loss)
-        return StepEvent(
-            reading.step, self.settings.num_steps, reading.lr, reading.loss, smoothed,
-            reading.val_loss, smoothed_val, time.perf_counter() - self.started,
-        )  # fmt: skip
-
-    def check(self, reading: StepReading, event: StepEvent) -> None:
-        """Raise :class:`_StopSweep` if the step's loss is non-finite or has diverged."""
-        raw = event.loss if event.val_loss is None else event.val_loss
-        if not math.isfinite(raw):
-            ranks = ""
-            if self.ranks > 1 and reading.non_finite_ranks:
-                ranks = f", non-finite on {reading.non_finite_ranks} of {self.ranks} ranks"
-            raise _StopSweep(
-                StopReason.NON_FINITE,
-                f"loss was {raw} at step {event.step} (lr {event.lr:.2e}){ranks}",
-            )
-        watched = (
-            event.smoothed_loss if event.smoothed_val_loss is None else event.smoothed_val_loss
-        )
-        self.best = min(self.best, watched)
-        factor = self.settings.diverge_factor
-        if _diverged(watched, self.best, factor):
-            raise _StopSweep(
-                StopReason.DIVERGED,
-                f"smoothed loss {watched:.4g} exceeded {factor:g} x its minimum {self.best:.4g} at "
-                f"step {event.step} (lr {event.lr:.2e})",
-            )
-
-
-class _ScalerStepWatch:
-    """Steps through a GradScaler and tells whether the optimizer really stepped.
-
-    A GradScaler skips ``optimizer.step()`` on inf/NaN gradients after reading its own found-inf
-    flag, so a post-step hook sees exactly the real steps without any read of ours. Optimizers
-    that take the scaling into their own kernels (``_step_supports_amp_scaling``, e.g. fused
-    AdamW) are always called and skip on the device, and wrappers may bypass the hooks; for those
-    the scale is compared across the update (a skipped step lowers it): one read per step.
-    """
-
-    def __init__(self, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler) -> None:
-        self._optimizer = optimizer
-        self._scaler = scaler
-        self._steps_seen = 0
-        self._hook: Any = None
-        self._scale = 0.0
-        if _post_step_hooks_run(optimizer):
-            self._hook = optimizer.register_step_post_hook(self._count_step)
-        else:
-            self._scale = scaler.get_scale()
-
-    def step(self) -> bool:
-        """``scaler.step(optimizer)`` then ``scaler.update()``; whether the optimizer stepped."""
-        steps_before, scale_before = self._steps_seen, self._scale
-        self._scaler.step(self._optimizer)
-        self._scaler.update()
-        if self._hook is not None:
-            return self._steps_seen > steps_before
-        self._scale = self._scaler.get_scale()
-        return self._scale >= scale_before
-
-    def close(self) -> None:
-        """Remove the hook from the user's optimizer."""
-        if self._hook is not None:
-            self._hook.remove()
-            self._hook = None
-
-    def _count_step(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
-        self._steps_seen += 1
-
-
-def _post_step_hooks_run(optimizer: torch.optim.Optimizer) -> bool:
-    """Whether ``optimizer.step()`` runs post-step hooks and is skipped, not called, on overflow."""
-    if getattr(optimizer, "_step_supports_amp_scaling", False):
-        return False
-    hooked = getattr(type(optimizer).step, "hooked", False)
-    return bool(hooked) and "_optimizer_step_post_hooks" in vars(optimizer)
 
 
 def find_lr(
@@ -637,83 +481,8 @@ def find_lr(
     return result
 
 
-def _diverged(smoothed: float, best: float, factor: float) -> bool:
-    """Whether ``smoothed`` is ``factor`` times above ``best``; for losses that can be negative
-    (log-likelihoods), "times" is measured as a distance of ``(factor - 1) * |best|``."""
-    if not math.isfinite(factor):
-        return False
-    return smoothed > best + (factor - 1.0) * abs(best)
-
-
-def _make_settings(settings: dict[str, Any]) -> SweepSettings:
-    known = set(SweepSettings.__dataclass_fields__)
-    unknown = sorted(set(settings) - known)
-    if unknown:
-        raise TypeError(
-            f"unknown argument(s) {', '.join(unknown)}; valid sweep settings are "
-            f"{', '.join(sorted(known))}"
-        )
-    return SweepSettings(**settings)
-
-
-def _check_loss_read_lag(loss_read_lag: Any) -> None:
-    if loss_read_lag is None:
-        return
-    if isinstance(loss_read_lag, bool) or not isinstance(loss_read_lag, int) or loss_read_lag < 0:
-        raise ValueError(
-            f"loss_read_lag must be an integer >= 0 (steps the host may run ahead of the device) "
-            f"or None for the device's default, got {loss_read_lag!r}"
-        )
-
-
-def _check_model(model: Any) -> None:
-    if not isinstance(model, torch.nn.Module):
-        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    if not any(p.requires_grad for p in model.parameters()):
-        raise ValueError(
-            f"model has no trainable parameters (every parameter of {type(model).__name__} has "
-            "requires_grad=False); unfreeze at least one"
-        )
-
-
-def _check_iterable(data: Any, name: str) -> None:
-    if isinstance(data, (str, bytes, torch.Tensor)) or not hasattr(data, "__iter__"):
-        raise TypeError(
-            f"{name} must be a DataLoader or another iterable of batches, got {type(data).__name__}"
-        )
-    with contextlib.suppress(TypeError):
-        if len(data) == 0:
-            raise ValueError(f"{name} is empty (len() == 0); it must yield at least one batch")
-
-
-def _check_optimizer(optimizer: Any, model: torch.nn.Module) -> None:
-    if not isinstance(optimizer, torch.optim.Optimizer):
-        raise TypeError(f"optimizer must be a torch.optim.Optimizer or None, got {optimizer!r}")
-    model_params = {id(p) for p in model.parameters()}
-    held = [p for group in optimizer.param_groups for p in group["params"]]
-    if not any(id(p) in model_params for p in held):
-        raise ValueError(
-            f"optimizer holds none of the model's parameters ({len(held)} parameters, none from "
-            f"{type(model).__name__}); build it from model.parameters()"
-        )
-
-
 def _default_optimizer(model: torch.nn.Module) -> torch.optim.Optimizer:
     return torch.optim.AdamW([p for p in model.parameters() if p.requires_grad])
-
-
-def _make_scaler(
-    grad_scaler: torch.amp.GradScaler | bool | None, device: torch.device
-) -> torch.amp.GradScaler | None:
-    if grad_scaler is None or grad_scaler is False:
-        return None
-    if grad_scaler is True:
-        return torch.amp.GradScaler(device.type)
-    if not isinstance(grad_scaler, torch.amp.GradScaler):
-        raise TypeError(
-            f"grad_scaler must be a torch.amp.GradScaler, True, False or None, got {grad_scaler!r}"
-        )
-    return grad_scaler if grad_scaler.is_enabled() else None
 
 
 def _unwrapped(model: torch.nn.Module) -> torch.nn.Module:

@@ -1,0 +1,74 @@
+"""Checks of the engine's arguments, made before the model or optimizer is touched.
+
+Each error names the parameter, the value it got and what would be valid.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+import torch
+
+from lr_widget.settings import SweepSettings
+
+__all__ = [
+    "check_iterable",
+    "check_loss_read_lag",
+    "check_model",
+    "check_optimizer",
+    "make_settings",
+]
+
+
+def make_settings(settings: dict[str, Any]) -> SweepSettings:
+    known = set(SweepSettings.__dataclass_fields__)
+    unknown = sorted(set(settings) - known)
+    if unknown:
+        raise TypeError(
+            f"unknown argument(s) {', '.join(unknown)}; valid sweep settings are "
+            f"{', '.join(sorted(known))}"
+        )
+    return SweepSettings(**settings)
+
+
+def check_loss_read_lag(loss_read_lag: Any) -> None:
+    if loss_read_lag is None:
+        return
+    if isinstance(loss_read_lag, bool) or not isinstance(loss_read_lag, int) or loss_read_lag < 0:
+        raise ValueError(
+            f"loss_read_lag must be an integer >= 0 (steps the host may run ahead of the device) "
+            f"or None for the device's default, got {loss_read_lag!r}"
+        )
+
+
+def check_model(model: Any) -> None:
+    if not isinstance(model, torch.nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    if not any(p.requires_grad for p in model.parameters()):
+        raise ValueError(
+            f"model has no trainable parameters (every parameter of {type(model).__name__} has "
+            "requires_grad=False); unfreeze at least one"
+        )
+
+
+def check_iterable(data: Any, name: str) -> None:
+    if isinstance(data, (str, bytes, torch.Tensor)) or not hasattr(data, "__iter__"):
+        raise TypeError(
+            f"{name} must be a DataLoader or another iterable of batches, got {type(data).__name__}"
+        )
+    with contextlib.suppress(TypeError):
+        if len(data) == 0:
+            raise ValueError(f"{name} is empty (len() == 0); it must yield at least one batch")
+
+
+def check_optimizer(optimizer: Any, model: torch.nn.Module) -> None:
+    if not isinstance(optimizer, torch.optim.Optimizer):
+        raise TypeError(f"optimizer must be a torch.optim.Optimizer or None, got {optimizer!r}")
+    model_params = {id(p) for p in model.parameters()}
+    held = [p for group in optimizer.param_groups for p in group["params"]]
+    if not any(id(p) in model_params for p in held):
+        raise ValueError(
+            f"optimizer holds none of the model's parameters ({len(held)} parameters, none from "
+            f"{type(model).__name__}); build it from model.parameters()"
+        )
