@@ -16,7 +16,7 @@ squared gradient of the batches it uses (which is what Adam's debiased ``v`` hol
 first steps at a range test's tiny starting LR) and labels the bound as an estimate, or, with
 ``estimate_second_moment=False``, says the bound does not apply.
 
-``lambda_max`` comes from power iteration on Hessian-vector products (double backward through
+``lambda_max`` comes from Lanczos iteration on Hessian-vector products (double backward through
 ``torch.autograd.grad``), averaged over the first ``num_batches`` batches, the same batches at
 every iteration so the operator is fixed. A bound only describes the starting weights: sharpness
 changes as training goes on (it usually rises), so the plot shows it as a guide, not a wall.
@@ -41,7 +41,7 @@ from lr_widget.state import TrainingState
 __all__ = [
     "CURVATURE_FORMAT_NAME",
     "CurvatureEstimate",
-    "PowerIteration",
+    "TopEigenpair",
     "estimate_curvature",
     "lr_stability_bound",
     "top_eigenvalue",
@@ -168,61 +168,77 @@ class CurvatureEstimate:
         return cls(**values)
 
 
-# -- power iteration --------------------------------------------------------------------------
+# -- Lanczos ----------------------------------------------------------------------------------
 @dataclass(frozen=True)
-class PowerIteration:
-    """The outcome of :func:`top_eigenvalue`."""
+class TopEigenpair:
+    """The outcome of :func:`top_eigenvalue`: the top Ritz value and vector, and the residual
+    ``||A x - lambda x||`` that bounds their error."""
 
     eigenvalue: float
     vector: torch.Tensor
     iterations: int
     converged: bool
-
-
-def _power_iteration(
-    operator: Operator, start: torch.Tensor, shift: float, max_iterations: int, tolerance: float
-) -> PowerIteration:
-    vector = start / start.norm()
-    eigenvalue, converged, iteration = math.nan, False, 0
-    for iteration in range(1, max_iterations + 1):  # noqa: B007 - reported after the loop
-        product = operator(vector) - shift * vector
-        estimate = float(torch.dot(vector, product))  # Rayleigh quotient, |vector| = 1
-        norm = float(product.norm())
-        converged = abs(estimate - eigenvalue) <= tolerance * abs(estimate)
-        eigenvalue = estimate
-        if norm == 0.0 or not math.isfinite(norm):
-            converged = norm == 0.0
-            break
-        vector = product / norm
-        if converged:
-            break
-    return PowerIteration(eigenvalue + shift, vector, iteration, converged)
+    residual: float
 
 
 def top_eigenvalue(
     operator: Operator, start: torch.Tensor, *, max_iterations: int = 100, tolerance: float = 1e-3
-) -> PowerIteration:
+) -> TopEigenpair:
     """The largest (most positive) eigenvalue of a symmetric linear ``operator`` on vectors.
 
-    Power iteration from ``start`` until two successive Rayleigh quotients agree within
-    ``tolerance`` (relative). Power iteration finds the eigenvalue of largest *magnitude*; if that
-    is negative (strong negative curvature), it runs again on ``operator - lambda I``, whose top
-    eigenvalue is the wanted one shifted by ``-lambda``.
+    Lanczos iteration from ``start`` with full re-orthogonalisation: after ``k`` products the top
+    eigenvalue of the small tridiagonal matrix (a Ritz value) approximates the operator's, and the
+    residual ``||A x - theta x|| = beta_k |y_k|`` comes for free. It stops when that residual is at
+    most ``tolerance * |theta|``; for a symmetric operator the eigenvalue's error is then at most
+    the residual, and typically its square over the spectral gap. Unlike power iteration, the most
+    positive eigenvalue is found directly even when a negative one is larger in magnitude, and a
+    slowly changing estimate cannot pass for a converged one. Memory: the basis holds up to
+    ``max_iterations + 1`` vectors of ``start``'s size.
 
     Examples
     --------
     >>> matrix = torch.diag(torch.tensor([-10.0, 3.0, 1.0], dtype=torch.float64))
-    >>> found = top_eigenvalue(lambda v: matrix @ v, torch.ones(3, dtype=torch.float64),
-    ...                        max_iterations=500, tolerance=1e-12)
-    >>> round(found.eigenvalue, 6)
-    3.0
+    >>> found = top_eigenvalue(lambda v: matrix @ v, torch.ones(3, dtype=torch.float64))
+    >>> round(found.eigenvalue, 6), found.converged
+    (3.0, True)
     """
-    first = _power_iteration(operator, start, 0.0, max_iterations, tolerance)
-    if not first.eigenvalue < 0:
-        return first
-    second = _power_iteration(operator, start, first.eigenvalue, max_iterations, tolerance)
-    total = first.iterations + second.iterations
-    return PowerIteration(second.eigenvalue, second.vector, total, second.converged)
+    basis = [start / start.norm()]
+    alphas: list[float] = []
+    betas: list[float] = []
+    theta, ritz, residual, converged = math.nan, torch.ones(1, dtype=torch.float64), math.inf, False
+    steps = min(max_iterations, start.numel())
+    for _ in range(steps):
+        product = operator(basis[-1])
+        alphas.append(float(torch.dot(product, basis[-1])))
+        stacked = torch.stack(basis)
+        for _pass in range(2):  # twice: classical Gram-Schmidt loses orthogonality once
+            product = product - stacked.T @ (stacked @ product)
+        beta = float(product.norm())
+        theta, ritz = _top_ritz_pair(alphas, betas)
+        residual = beta * abs(float(ritz[-1]))
+        if not math.isfinite(theta):
+            break
+        if residual <= tolerance * abs(theta) or beta <= 1e-12 * max(abs(theta), 1e-30):
+            converged = True
+            break
+        betas.append(beta)
+        basis.append(product / beta)
+    basis = basis[: len(alphas)]
+    vector = torch.stack(basis).T @ ritz.to(basis[0].dtype)
+    return TopEigenpair(theta, vector, len(alphas), converged, residual)
+
+
+def _top_ritz_pair(alphas: list[float], betas: list[float]) -> tuple[float, torch.Tensor]:
+    """The top eigenpair of the Lanczos tridiagonal matrix (diagonal ``alphas``, off ``betas``)."""
+    size = len(alphas)
+    tridiagonal = torch.diag(torch.tensor(alphas, dtype=torch.float64))
+    if size > 1:
+        off = torch.tensor(betas[: size - 1], dtype=torch.float64)
+        tridiagonal += torch.diag(off, 1) + torch.diag(off, -1)
+    if not bool(torch.isfinite(tridiagonal).all()):
+        return math.nan, torch.full((size,), math.nan, dtype=torch.float64)
+    values, vectors = torch.linalg.eigh(tridiagonal)
+    return float(values[-1]), vectors[:, -1]
 
 
 # -- the operator -----------------------------------------------------------------------------
@@ -436,9 +452,9 @@ def estimate_curvature(
         Whose update rule the bound is for (SGD with or without momentum, Adam, AdamW); ``None``
         means a fresh AdamW, the range test's default.
     num_batches
-        Batches the Hessian is averaged over (fixed for the whole power iteration).
+        Batches the Hessian is averaged over (fixed for the whole Lanczos iteration).
     max_iterations, tolerance
-        Power iteration stops when successive eigenvalue estimates agree within ``tolerance``
+        Lanczos stops when the top Ritz pair's residual is within ``tolerance`` of the eigenvalue
         (relative) or after ``max_iterations`` Hessian-vector products per batch.
     seed
         Seeds the start vector and the batch draw: the estimate is deterministic given it.
@@ -512,7 +528,7 @@ def _update_scale(
 
 
 def _describe(
-    rule: _UpdateRule, found: PowerIteration, batches: int, source: str
+    rule: _UpdateRule, found: TopEigenpair, batches: int, source: str
 ) -> CurvatureEstimate:
     lam, preconditioned = found.eigenvalue, bool(source)
     reason = _no_bound_reason(rule, lam, preconditioned)
@@ -525,7 +541,7 @@ def _describe(
     explanation = reason or (
         f"{rule.formula} with λ = {lam:.4g}, the top eigenvalue of the "
         f"{'preconditioned ' if preconditioned else ''}Hessian averaged over {batches} batches "
-        f"({found.iterations} power iterations, {status}); linear stability on a quadratic "
+        f"({found.iterations} Lanczos iterations, {status}); linear stability on a quadratic "
         f"model (Cohen et al. {'2022' if rule.adaptive else '2021'}), valid near the starting "
         "weights"
     )

@@ -1,4 +1,4 @@
-"""Curvature bound: power iteration matches the exact Hessian, the bound formulas hold on a
+"""Curvature bound: Lanczos iteration matches the exact Hessian, the bound formulas hold on a
 quadratic, Adam is handled honestly, and the estimate leaves no trace."""
 
 from __future__ import annotations
@@ -74,7 +74,7 @@ def preconditioned(hessian: torch.Tensor, denominator: torch.Tensor) -> torch.Te
     return scale[:, None] * hessian * scale[None, :]
 
 
-# -- power iteration against the exact Hessian ----------------------------------------------------
+# -- Lanczos against the exact Hessian ----------------------------------------------------
 def test_top_eigenvalue_matches_the_exact_hessian_of_a_small_mlp() -> None:
     model, batches = tiny_mlp(), tiny_batches()
     exact = top_of(exact_hessian(model, batches))
@@ -109,7 +109,7 @@ def test_batchnorm_follows_the_mode_and_dropout_is_off(mode: str) -> None:
     assert estimate.lambda_max == pytest.approx(exact, rel=1e-6)
 
 
-def test_power_iteration_finds_the_top_eigenvalue_when_negative_curvature_dominates() -> None:
+def test_lanczos_finds_the_top_eigenvalue_when_negative_curvature_dominates() -> None:
     matrix = torch.diag(torch.tensor([-10.0, 3.0, 1.0], dtype=torch.float64))
     start = torch.ones(3, dtype=torch.float64)
     found = top_eigenvalue(lambda v: matrix @ v, start, max_iterations=1000, tolerance=1e-12)
