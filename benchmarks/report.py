@@ -1,0 +1,296 @@
+"""Writes ``benchmarks/RESULTS.md`` from the JSON files the benchmarks save.
+
+Each benchmark saves its own results (``results/speed.json``, ``results/quality.json``) and then
+calls :func:`write_results`, which renders whichever files exist, so either benchmark can be
+rerun alone. ``--quick`` runs read and write ``*-quick`` files and ``RESULTS-quick.md`` instead,
+leaving the committed results alone.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+__all__ = ["markdown_table", "render", "write_results"]
+
+TARGETS = {
+    "tiny-mlp": 1.10,  # engine within 10% of the bare loop where per-step overhead shows
+    "mid-cnn": 1.03,  # and within 3% where it should vanish
+}
+WIDGET_TARGET = 1.05
+
+
+def fmt(value: Any, digits: int = 3) -> str:
+    """A number with ``digits`` significant digits; ``-`` for None or NaN."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return str(value)
+    if isinstance(value, int):
+        return str(value)
+    if value != 0 and (abs(value) < 1e-3 or abs(value) >= 1e5):
+        return f"{value:.{digits - 1}e}"
+    return f"{value:.{digits}g}"
+
+
+def markdown_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    """A GitHub-flavoured Markdown table; cells are formatted with :func:`fmt`.
+
+    >>> print(markdown_table(["a", "b"], [[1, 0.5]]))
+    | a | b |
+    | --- | --- |
+    | 1 | 0.5 |
+    """
+    lines = ["| " + " | ".join(header) + " |", "| " + " | ".join("---" for _ in header) + " |"]
+    lines += ["| " + " | ".join(fmt(cell) for cell in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _ratio_cell(ratio: float, bounds: Sequence[float]) -> str:
+    return f"{fmt(ratio)} ({fmt(bounds[0])}-{fmt(bounds[1])})"
+
+
+def environment_section(environment: dict[str, Any]) -> str:
+    """Machine and versions as a two-column table."""
+    anchors = environment.get("anchors", {})
+    rows = [
+        ["date", environment.get("date")],
+        ["CPU", f"{environment.get('cpu')} ({environment.get('cores')} cores)"],
+        ["memory (GiB)", environment.get("memory_gib")],
+        ["load average at start / end", _loads(environment)],
+        ["OS", environment.get("os")],
+        ["Python", environment.get("python")],
+        ["torch (threads per process)", _pair(environment, "torch", "torch_threads")],
+        ["numpy", environment.get("numpy")],
+        ["lr_widget (commit)", _pair(environment, "lr_widget", "lr_widget_commit")],
+        *[[name, version or "not installed"] for name, version in anchors.items()],
+    ]  # fmt: skip
+    for extra in ("scikit-learn", "ipywidgets", "bqplot"):
+        if environment.get(extra):
+            rows.append([extra, environment[extra]])
+    return markdown_table(["", ""], rows)
+
+
+def _pair(environment: dict[str, Any], first: str, second: str) -> str:
+    return f"{environment.get(first)} ({environment.get(second)})"
+
+
+def _loads(environment: dict[str, Any]) -> str:
+    start = environment.get("load_average") or []
+    end = environment.get("load_average_end") or []
+    return f"{' '.join(map(str, start[:1]))} / {' '.join(map(str, end[:1]))} (1-minute)"
+
+
+# -- speed --------------------------------------------------------------------------------------
+def speed_section(results: dict[str, Any]) -> str:
+    """Tables of the speed benchmark: one per model, then targets, widget and snapshot."""
+    sweep = results["sweep"]
+    parts = [
+        "## Speed and memory",
+        f"Command: `.venv-bench/bin/python -m benchmarks.speed{_quick_flag(results)}`. "
+        f"Every contender sweeps {fmt(sweep['start_lr'])} to {fmt(sweep['end_lr'])} with "
+        f"{sweep['optimizer']} and no early stop, in its own process, one torch thread each. "
+        "After one untimed sweep each, every repetition runs every contender once (rotating "
+        "order). *Time / bare* is the median over repetitions of the contender's time divided by "
+        "the bare loop's time in the same repetition (first and third quartiles in brackets); "
+        "*best time / best bare* divides the fastest repetitions, the least disturbed by other "
+        "processes. `bare-again` is the bare loop once more: its ratio to `bare` is the timing "
+        "noise itself. Times cover the range-test call alone (fastai's `Learner` and "
+        "Lightning's `Trainer` are built beforehand, as users build them anyway).",
+        "*First sweep RSS increase*: how far the first sweep in a fresh worker raised its "
+        "resident memory above the level just before it (peak from the kernel's `VmHWM`; later "
+        "sweeps reuse freed memory and show little). *vs bare* subtracts the bare loop's "
+        "increase, which holds the activations, gradients and optimizer state every contender "
+        "needs.",
+        environment_section(results["environment"]),
+    ]
+    for model in results["models"]:
+        parts.append(_speed_model_table(model))
+    parts.append(_speed_targets(results["models"]))
+    parts.extend(_snapshot_notes(results["models"]))
+    return "\n\n".join(parts)
+
+
+def _quick_flag(results: dict[str, Any]) -> str:
+    return " --quick" if results.get("quick") else ""
+
+
+def _speed_model_table(model: dict[str, Any]) -> str:
+    header = [
+        "contender", "steps", "median time (s)", "time / bare", "best time / best bare",
+        "CPU time / bare", "overhead per step (µs, wall / CPU)", "peak RSS (MiB)",
+        "first sweep RSS increase (MiB)", "vs bare (MiB)",
+    ]  # fmt: skip
+    rows = [
+        [
+            name, row["steps"], row["median_wall_s"],
+            _ratio_cell(row["wall_ratio"], row["wall_ratio_range"]), row.get("best_time_ratio"),
+            row["cpu_ratio"],
+            f"{fmt(row['overhead_us_per_step'])} / {fmt(row.get('cpu_overhead_us_per_step'))}",
+            row["peak_rss_mib"], row["sweep_increment_mib"], row["extra_over_bare_mib"],
+        ]
+        for name, row in model["contenders"].items()
+    ]  # fmt: skip
+    title = (
+        f"### {model['model']}: {model['description']}, {model['num_steps']} steps, "
+        f"{model['repetitions']} repetitions"
+    )
+    lines = [title, markdown_table(header, rows)]
+    for key, what in (("versus_anchors", "time"), ("versus_anchors_cpu", "CPU time")):
+        versus = model.get(key) or {}
+        if versus:
+            cells = ", ".join(
+                f"{name} {_ratio_cell(v['ratio'], v['range'])}" for name, v in versus.items()
+            )
+            lines.append(f"lr_widget {what} / anchor {what} (median, quartiles): {cells}.")
+    return "\n\n".join(lines)
+
+
+def _speed_targets(models: list[dict[str, Any]]) -> str:
+    rows = []
+    for model in models:
+        rows.extend(_model_targets(model))
+    header = ["target", "time ratio (median)", "CPU time ratio (median)", "met (by time)"]
+    intro = (
+        "### Targets\n\nJudged on the median wall-time ratio, as specified; the CPU-time ratio "
+        "is shown beside it because other processes shared this machine's two cores (see the "
+        "load average above), which inflates wall times at random."
+    )
+    return intro + "\n\n" + markdown_table(header, rows)
+
+
+def _model_targets(model: dict[str, Any]) -> list[list[Any]]:
+    name, contenders = model["model"], model["contenders"]
+    rows: list[list[Any]] = []
+    control = contenders.get("bare-again")
+    if control is not None:
+        low, high = control["wall_ratio_range"]
+        rows.append([
+            f"{name}: timing noise, A/A (bare-again / bare; quartiles {fmt(low)}-{fmt(high)})",
+            f"x{fmt(control['wall_ratio'])}", f"x{fmt(control['cpu_ratio'])}", "(control)",
+        ])  # fmt: skip
+    limit = TARGETS.get(name)
+    engine = contenders.get("lr_widget")
+    if limit is not None and engine is not None:
+        rows.append([
+            f"{name}: lr_widget within {round((limit - 1) * 100)}% of the bare loop",
+            f"x{fmt(engine['wall_ratio'])}", f"x{fmt(engine['cpu_ratio'])}",
+            _yes(engine["wall_ratio"] <= limit),
+        ])  # fmt: skip
+    cpu_versus = model.get("versus_anchors_cpu") or {}
+    for anchor, versus in (model.get("versus_anchors") or {}).items():
+        cpu = cpu_versus.get(anchor, {}).get("ratio")
+        rows.append([
+            f"{name}: lr_widget faster than {anchor}", f"x{fmt(versus['ratio'])}",
+            f"x{fmt(cpu)}", _yes(versus["ratio"] < 1),
+        ])  # fmt: skip
+    widget = model.get("widget")
+    if widget:
+        cpu = (model.get("widget_cpu") or {}).get("ratio")
+        rows.append([
+            f"{name}: live widget within 5% of headless", f"x{fmt(widget['ratio'])}",
+            f"x{fmt(cpu)}", _yes(widget["ratio"] <= WIDGET_TARGET),
+        ])  # fmt: skip
+    return rows
+
+
+def _yes(flag: bool) -> str:
+    return "yes" if flag else "**no**"
+
+
+def _snapshot_notes(models: list[dict[str, Any]]) -> list[str]:
+    rows = []
+    for model in models:
+        for case, numbers in (model.get("snapshot") or {}).items():
+            one_copy = (
+                numbers["parameter_bytes"] + numbers["buffer_bytes"]
+                + numbers["optimizer_state_bytes"]
+            )  # fmt: skip
+            rows.append([
+                model["model"], case.replace("_", " "), numbers["snapshot_bytes"],
+                numbers["parameter_bytes"], numbers["buffer_bytes"], numbers["gradient_bytes"],
+                numbers["optimizer_state_bytes"], numbers["snapshot_bytes"] / one_copy,
+            ])  # fmt: skip
+    if not rows:
+        return []
+    header = [
+        "model", "gradients before the sweep", "snapshot (bytes)", "parameters", "buffers",
+        "gradients", "optimizer state", "snapshot / (parameters + buffers + optimizer state)",
+    ]  # fmt: skip
+    intro = (
+        "### Restore snapshot\n\n`result.metadata['snapshot_bytes']` after one real AdamW step "
+        "(so the optimizer has state). The snapshot lives in host memory only (`to_host` copies "
+        "every tensor to the CPU; on CUDA into pinned memory), so it costs no accelerator "
+        "memory; this machine has no GPU to show it on."
+    )
+    return [intro + "\n\n" + markdown_table(header, rows)]
+
+
+def speed_headline(results: dict[str, Any]) -> list[str]:
+    """One bullet per model: lr_widget and each anchor against the bare loop, and memory."""
+    bullets = []
+    for model in results["models"]:
+        rows = model["contenders"]
+        engine = rows.get("lr_widget")
+        if engine is None:
+            continue
+        anchors = ", ".join(
+            f"{name} x{fmt(rows[name]['wall_ratio'])}"
+            for name in ("fastai", "lightning", "torch-lr-finder")
+            if name in rows
+        )
+        memory = ", ".join(
+            f"{name} {fmt(row['extra_over_bare_mib'])}"
+            for name, row in rows.items()
+            if name not in ("bare", "bare-again")
+        )
+        widget = model.get("widget")
+        live = f"; live widget / headless x{fmt(widget['ratio'])}" if widget else ""
+        control = rows.get("bare-again")
+        noise = f"; timing noise (A/A) x{fmt(control['wall_ratio'])}" if control else ""
+        bullets.append(
+            f"{model['model']} ({model['num_steps']} steps), time / bare loop: lr_widget "
+            f"x{fmt(engine['wall_ratio'])} (CPU x{fmt(engine['cpu_ratio'])}, "
+            f"+{fmt(engine.get('cpu_overhead_us_per_step'))} µs CPU per step), {anchors}{live}"
+            f"{noise}. Memory above the bare loop (MiB): {memory}."
+        )
+    return bullets
+
+
+# -- the file -----------------------------------------------------------------------------------
+def render(speed: dict[str, Any] | None, quality: dict[str, Any] | None) -> str:
+    """The whole RESULTS.md text."""
+    from benchmarks.quality_report import quality_headline, quality_section
+
+    parts = [
+        "# Benchmark results",
+        "Generated by `benchmarks/report.py` from `benchmarks/results/*.json`; do not edit by "
+        "hand. Rerun a benchmark to refresh its section (see `benchmarks/README.md`).",
+    ]
+    bullets = (speed_headline(speed) if speed else []) + (
+        quality_headline(quality) if quality else []
+    )
+    if bullets:
+        parts += ["## Headline", "\n".join(f"- {bullet}" for bullet in bullets)]
+    if speed is not None:
+        parts.append(speed_section(speed))
+    if quality is not None:
+        parts.append(quality_section(quality))
+    return "\n\n".join(parts) + "\n"
+
+
+def _load(path: Path) -> dict[str, Any] | None:
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def write_results(results_dir: Path, quick: bool = False) -> Path:
+    """Render the saved results into ``RESULTS.md`` (``RESULTS-quick.md`` for quick runs)."""
+    suffix = "-quick" if quick else ""
+    speed = _load(results_dir / f"speed{suffix}.json")
+    quality = _load(results_dir / f"quality{suffix}.json")
+    target = results_dir.parent / f"RESULTS{suffix}.md"
+    target.write_text(render(speed, quality), encoding="utf-8")
+    return target

@@ -1,0 +1,350 @@
+"""Fast checks of the benchmark helpers; none needs the anchors (fastai, Lightning,
+torch-lr-finder), and the scikit-learn tasks are skipped without scikit-learn."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import pytest
+import torch
+
+from benchmarks import anchors, quality, report, scoring, speed, stats, tasks
+from benchmarks.quality_report import quality_section
+
+
+@pytest.fixture(autouse=True)
+def _one_torch_thread():
+    """One intra-op thread, as in the benchmarks: on a busy two-core machine, two threads per
+    op slow small recurrent models down many times over."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+# -- tasks --------------------------------------------------------------------------------------
+
+
+def test_batch_loader_is_reproducible_per_seed_and_drops_the_partial_batch() -> None:
+    inputs, targets = torch.arange(10.0)[:, None], torch.arange(10)
+
+    def batches(seed: int) -> list[list[int]]:
+        return [y.tolist() for _, y in tasks.batch_loader(inputs, targets, 4, seed)]
+
+    assert batches(3) == batches(3)
+    assert batches(3) != batches(4)
+    assert [len(batch) for batch in batches(3)] == [4, 4]
+
+
+def test_log_grid_spans_the_range_with_the_given_density() -> None:
+    grid = tasks.log_grid(1e-5, 1.0, 3)
+    assert len(grid) == 16
+    assert grid[0] == pytest.approx(1e-5)
+    assert grid[-1] == pytest.approx(1.0)
+    assert grid[3] == pytest.approx(1e-4)
+
+
+def test_a_diverged_run_scores_its_initial_loss() -> None:
+    diverged = tasks.TrainOutcome(0.1, 0, math.inf, 2.3, diverged=True)
+    worse = tasks.TrainOutcome(0.1, 0, 5.0, 2.3, diverged=False)
+    better = tasks.TrainOutcome(0.1, 0, 0.7, 2.3, diverged=False)
+    assert (diverged.score, worse.score, better.score) == (2.3, 2.3, 0.7)
+
+
+def _short(task: tasks.Task) -> tasks.Task:
+    return dataclasses.replace(task, train_steps=2)
+
+
+@pytest.mark.parametrize("name", ["text-lstm", "text-transformer"])
+def test_text_tasks_build_and_train(name: str) -> None:
+    task = _short(tasks.get_task(name))
+    data = task.load_data()
+    assert data.train_x.shape[1] == tasks.TEXT_SEQ_LEN
+    assert data.train_y[0, :-1].tolist() == data.train_x[0, 1:].tolist()
+    outcome = tasks.train_at_lr(task, data, 1e-3, seed=0)
+    assert math.isfinite(outcome.val_loss)
+    assert outcome.val_loss < outcome.initial_val_loss * 1.5
+
+
+@pytest.mark.parametrize("name", ["digits-mlp", "digits-cnn-bn", "cancer-logreg", "diabetes-mlp"])
+def test_scikit_learn_tasks_build_and_train(name: str) -> None:
+    pytest.importorskip("sklearn")
+    task = _short(tasks.get_task(name))
+    data = task.load_data()
+    assert len(data.val_x) == pytest.approx(len(data.train_x) / 3, rel=0.05)
+    assert math.isfinite(tasks.train_at_lr(task, data, 1e-3, seed=0).val_loss)
+
+
+def test_fresh_models_are_seeded() -> None:
+    task = tasks.get_task("text-lstm")
+    data = task.load_data()
+    first, again = task.fresh_model(data, 1), task.fresh_model(data, 1)
+    other = task.fresh_model(data, 2)
+    assert torch.equal(first.head.weight, again.head.weight)
+    assert not torch.equal(first.head.weight, other.head.weight)
+
+
+def test_every_task_is_listed_once_and_the_splits_cover_them() -> None:
+    names = [task.name for task in tasks.TASKS]
+    assert len(names) == len(set(names)) >= 5
+    assert sorted(quality.DEV_TASKS + quality.HELD_OUT_TASKS) == sorted(names)
+    with pytest.raises(KeyError, match="no task"):
+        tasks.get_task("imagenet")
+
+
+# -- contenders ---------------------------------------------------------------------------------
+
+
+def test_bare_loop_and_lr_widget_take_every_step_and_only_lr_widget_restores() -> None:
+    spec = anchors.SweepSpec(1e-6, 1e-2, 12, stop_on_divergence=False, suggest=False)
+    for name, restores in (("bare", False), ("lr_widget", True)):
+        setup = speed.tiny_mlp_setup(0)
+        before = [p.detach().clone() for p in setup.model.parameters()]
+        sweep = anchors.prepare(name, setup, spec)()
+        assert sweep.num_steps == 12
+        assert sweep.lrs[0] == pytest.approx(1e-6)
+        assert sweep.lrs[-1] == pytest.approx(1e-2)
+        after = list(setup.model.parameters())
+        assert all(torch.equal(a, b) for a, b in zip(before, after, strict=True)) is restores
+
+
+def test_lr_widget_contender_reports_every_rule() -> None:
+    sweep = anchors.prepare("lr_widget", speed.tiny_mlp_setup(0), anchors.SweepSpec(num_steps=30))()
+    assert set(sweep.suggestions) == set(quality.LR_WIDGET_RULES)
+
+
+def test_unknown_contender_is_refused() -> None:
+    with pytest.raises(KeyError, match="unknown contender"):
+        anchors.prepare("keras", speed.tiny_mlp_setup(0), anchors.SweepSpec())
+
+
+def test_exp_schedule_matches_its_end_points() -> None:
+    lrs = anchors.exp_schedule(1e-4, 1e-2, 3)
+    assert lrs == pytest.approx([1e-4, 1e-3, 1e-2])
+
+
+# -- statistics and scoring ---------------------------------------------------------------------
+
+
+def test_pairwise_ratios_divide_within_each_repetition() -> None:
+    ratios = stats.pairwise_ratios({"bare": [1.0, 2.0], "x": [1.5, 2.2]}, "bare")
+    assert ratios["x"] == pytest.approx([1.5, 1.1])
+    assert ratios["bare"] == [1.0, 1.0]
+
+
+def test_quartiles_bound_the_middle_half() -> None:
+    assert stats.quartiles([1.0, 2.0, 3.0, 4.0, 5.0]) == (1.5, 4.5)
+    assert stats.quartiles([2.0]) == (2.0, 2.0)
+    assert all(math.isnan(value) for value in stats.quartiles([]))
+
+
+def test_regret_and_geometric_mean() -> None:
+    assert stats.regret(1.1, 1.0) == pytest.approx(0.1)
+    assert stats.geometric_mean([1.0, 4.0]) == pytest.approx(2.0)
+    with pytest.raises(ValueError, match="positive"):
+        stats.geometric_mean([1.0, 0.0])
+    with pytest.raises(ValueError, match="best_loss"):
+        stats.regret(1.0, 0.0)
+
+
+def test_best_on_grid_takes_the_lowest_mean_over_seeds() -> None:
+    assert scoring.best_on_grid({1e-3: [0.5, 0.7], 1e-2: [0.4, 0.6], 0.1: [0.2, 2.0]}) == (
+        0.01,
+        0.5,
+    )
+
+
+def test_combinations_need_their_rules() -> None:
+    combined = scoring.combine({"steep": 1e-1, "valley": 1e-3, "minimum": 1e-2, "slide": None})
+    assert combined["valley*minimum"] == pytest.approx(10**-2.5)
+    assert combined["median of rules"] == pytest.approx(1e-2)
+    assert scoring.combine({"valley": 1e-3, "minimum": None})["valley*minimum"] is None
+
+
+def test_fastai_start_moves_the_valley_pick_right_when_the_run_skips_points() -> None:
+    from lr_widget.suggestions import suggest_valley
+
+    # A noisy stretch whose decreasing subsequence takes every other point, then a clean drop.
+    noisy = [10.0 - 0.01 * i if i % 2 == 0 else 11.0 for i in range(24)]
+    losses = [12.0] * 4 + noisy + [9.5 - 0.5 * i for i in range(12)] + [20.0] * 5
+    lrs = [10 ** (-6 + 5 * i / (len(losses) - 1)) for i in range(len(losses))]
+    ours = suggest_valley(lrs, losses).lr
+    fastai_like = scoring.valley_with_fastai_start(lrs, losses)
+    assert ours is not None
+    assert fastai_like is not None
+    assert fastai_like > ours
+    assert scoring.valley_with_fastai_start(lrs[:6], losses[:6]) is None
+
+
+def test_method_regret_scores_a_missing_answer_as_the_initial_loss() -> None:
+    scores = {(1e-3, 0): 1.0}
+    numbers = scoring.method_regret([(0, 1e-3), (1, None)], scores, {0: 3.0, 1: 2.0}, best=1.0)
+    assert numbers["mean_score"] == pytest.approx(1.5)
+    assert numbers["regret"] == pytest.approx(0.5)
+    assert numbers["no_answer"] == 1
+    assert numbers["lr"] == pytest.approx(1e-3)
+
+
+def test_summaries_and_ranking() -> None:
+    regrets = {"a": {"t1": 0.0, "t2": 0.21}, "b": {"t1": 0.05, "t2": 0.05}, "c": {"t1": 0.0}}
+    summary = scoring.summarise_methods(regrets, ["t1", "t2"])
+    assert set(summary) == {"a", "b"}  # c misses a task
+    assert summary["a"]["geo_mean_factor"] == pytest.approx(1.1)
+    assert summary["a"]["within_10pct"] == 1
+    assert summary["b"]["within_10pct"] == 2
+    assert scoring.rank_methods(summary, ["a", "b", "c"]) == ["b", "a"]
+
+
+# -- orchestration and reports ------------------------------------------------------------------
+
+
+def test_speed_summary_uses_ratios_of_the_same_repetition() -> None:
+    def run(wall: float, increase: float = 0.0) -> dict[str, float]:
+        return {
+            "wall_s": wall,
+            "cpu_s": wall,
+            "steps": 10,
+            "peak_rss_kib": 2048,
+            "sweep_rss_increase_kib": increase,
+        }
+
+    raw = {
+        "runs": {"bare": [run(1.0), run(2.0)], "lr_widget": [run(1.1), run(2.1)]},
+        "first": {"bare": run(1.5, 100), "lr_widget": run(1.6, 110)},
+        "snapshot": None,
+    }
+    model = speed.SpeedModel("tiny-mlp", "test", 10, 2, speed.tiny_mlp_setup)
+    summary = speed.summarise_model(model, raw)
+    engine = summary["contenders"]["lr_widget"]
+    assert engine["wall_ratio"] == pytest.approx((1.1 + 1.05) / 2)
+    assert engine["best_time_ratio"] == pytest.approx(1.1)
+    assert engine["overhead_us_per_step"] == pytest.approx(1e4)
+    assert engine["extra_over_bare_mib"] == pytest.approx(10 / 1024)
+
+
+def test_collect_picks_pairs_each_suggestion_with_its_seed() -> None:
+    plan = quality.Plan(
+        ("t",),
+        (quality.get_config("lr_widget"), quality.get_config("lr_widget 3 repeats")),
+        (1e-3,),
+        (0, 1),
+        1,
+        quick=True,
+    )
+    rules = {"steep": 1e-2, "valley": 1e-3, "minimum": 1e-2, "slide": None}
+    replies = {
+        ("sweep", "lr_widget", "t", 0): {"suggestions": rules},
+        ("sweep", "lr_widget", "t", 1): {"error": "boom"},
+        ("sweep", "lr_widget 3 repeats", "t", 0): {"suggestions": rules},
+    }
+    picks, errors = quality.collect_picks(plan, replies)
+    assert picks["t"]["lr_widget/valley"] == [(0, 1e-3), (1, None)]
+    assert picks["t"]["lr_widget 3 repeats/valley"] == [(0, 1e-3), (1, 1e-3)]
+    assert errors == ["lr_widget on t (seed 1): boom"]
+    assert ("train", "t", 1e-3, 1) in quality.scoring_jobs(picks)
+
+
+def _speed_results() -> dict:
+    row = {
+        "steps": 10,
+        "median_wall_s": 1.0,
+        "wall_ratio": 1.05,
+        "wall_ratio_range": [1.0, 1.1],
+        "cpu_ratio": 1.02,
+        "overhead_us_per_step": 12.0,
+        "cpu_overhead_us_per_step": 11.0,
+        "peak_rss_mib": 300.0,
+        "sweep_increment_mib": 5.0,
+        "extra_over_bare_mib": 0.2,
+    }
+    model = {
+        "model": "tiny-mlp",
+        "description": "test",
+        "num_steps": 10,
+        "repetitions": 2,
+        "contenders": {"bare": row, "lr_widget": row},
+        "versus_anchors": {"fastai": {"ratio": 0.5, "range": [0.4, 0.6]}},
+        "widget": {"ratio": 1.01, "range": [1.0, 1.02]},
+        "snapshot": {
+            "grads_cleared": {
+                "snapshot_bytes": 30,
+                "parameter_bytes": 10,
+                "buffer_bytes": 0,
+                "gradient_bytes": 0,
+                "optimizer_state_bytes": 20,
+            }
+        },
+    }
+    return {
+        "quick": True,
+        "environment": {"cpu": "test CPU", "anchors": {"fastai": "2.8"}},
+        "sweep": {"start_lr": 1e-6, "end_lr": 1e-2, "optimizer": "AdamW"},
+        "models": [model],
+    }
+
+
+def _quality_results() -> dict:
+    method = {"regret": 0.05, "mean_score": 1.05, "lr": 1e-3, "lrs": [1e-3], "no_answer": 0}
+    task = {
+        "description": "test task",
+        "best_lr": 1e-3,
+        "best_score": 1.0,
+        "initial_score": 2.0,
+        "methods": {"lr_widget/valley": method, "fastai/valley": method},
+    }
+    summary = {"geo_mean_factor": 1.05, "within_10pct": 1, "worst_regret": 0.05, "tasks": 1}
+    return {
+        "quick": True,
+        "environment": {"cpu": "test CPU", "anchors": {}},
+        "grid": [1e-4, 1e-3],
+        "seeds": [0],
+        "groups": {"all": ["t"], "dev": ["t"]},
+        "tasks": {"t": task},
+        "default_methods": {"lr_widget": "lr_widget/valley", "fastai": "fastai/valley"},
+        "summary": {
+            "all": {"lr_widget/valley": summary, "fastai/valley": summary},
+            "dev": {"lr_widget/valley": summary},
+        },
+        "selection": {
+            "lr_widget": {
+                "dev_ranking": ["lr_widget/valley"],
+                "held_out_ranking": [],
+                "dev_pick": "lr_widget/valley",
+                "held_out_place_of_pick": None,
+            }
+        },
+        "timings": {"wall_s": 60.0, "jobs_cpu_s": 100.0, "jobs": 3},
+        "errors": [],
+    }
+
+
+def test_results_file_has_both_sections_with_their_numbers(tmp_path) -> None:
+    import json
+
+    (tmp_path / "results").mkdir()
+    (tmp_path / "results" / "speed-quick.json").write_text(json.dumps(_speed_results()))
+    (tmp_path / "results" / "quality-quick.json").write_text(json.dumps(_quality_results()))
+    written = report.write_results(tmp_path / "results", quick=True)
+    assert written == tmp_path / "RESULTS-quick.md"
+    text = written.read_text()
+    assert "## Speed and memory" in text
+    assert "## Suggestion quality" in text
+    assert "test CPU" in text
+    assert "| tiny-mlp: lr_widget within 10% of the bare loop | x1.05 | x1.02 | yes |" in text
+    assert "+5.0% @ 1.0e-03" in text
+    assert "time / bare loop: lr_widget x1.05 (CPU x1.02, +11 µs CPU per step)" in text
+
+
+def test_quality_section_renders_alone() -> None:
+    text = quality_section(_quality_results())
+    assert "lr_widget/valley (default)" in text
+    assert "test task" in text
+
+
+def test_markdown_table_and_number_format() -> None:
+    assert report.fmt(None) == "-"
+    assert report.fmt(float("nan")) == "-"
+    assert report.fmt(1.23456) == "1.23"
+    assert report.fmt(1e-6) == "1.00e-06"
+    assert report.markdown_table(["a"], [[3]]).splitlines()[-1] == "| 3 |"
