@@ -47,7 +47,7 @@ SEEDS = (0, 1, 2, 3, 4)
 GRID = log_grid(1e-5, 1.0, 3)
 DEV_TASKS = ("digits-mlp", "cancer-logreg", "text-lstm")
 HELD_OUT_TASKS = ("digits-cnn-bn", "diabetes-mlp", "text-transformer")
-LR_WIDGET_RULES = ("steep", "valley", "minimum", "slide")
+LR_WIDGET_RULES = ("steep", "valley", "minimum", "slide", "consensus")
 
 
 @dataclass(frozen=True)
@@ -99,10 +99,10 @@ def get_config(name: str) -> FinderConfig:
 
 def config_rules(config: FinderConfig) -> list[str]:
     """The rules a configuration is scored on: its own, and for lr_widget each combination of
-    them and the valley rule with fastai's start (a diagnostic)."""
+    them."""
     rules = list(config.rules)
     if config.is_lr_widget:
-        rules += [*scoring.COMBINATIONS, scoring.FASTAI_START_VALLEY]
+        rules += list(scoring.COMBINATIONS)
     return rules
 
 
@@ -154,28 +154,19 @@ def sweep_suggestions(config: FinderConfig, task_name: str, seed: int) -> dict[s
     if config.repeats > 1:
         return _repeated_suggestions(setup, config.repeats, seed)
     sweep = prepare(config.tool, setup, SweepSpec(options=dict(config.options)))()
-    suggestions = {rule: sweep.suggestions.get(rule) for rule in config.rules}
-    if config.is_lr_widget:
-        result = sweep.extra["result"]
-        fastai_start = scoring.valley_with_fastai_start(result.lrs, result.curve)
-        suggestions[scoring.FASTAI_START_VALLEY] = fastai_start
-    return suggestions
+    return {rule: sweep.suggestions.get(rule) for rule in config.rules}
 
 
 def _repeated_suggestions(setup: Any, repeats: int, seed: int) -> dict[str, float | None]:
     """lr_widget's ``find_lr_repeated``: each rule's robust pick (the geometric median of the
-    runs' picks); the diagnostic valley variant is aggregated the same way."""
+    runs' picks)."""
     from lr_widget.repeats import find_lr_repeated
 
     optimizer = setup.make_optimizer(setup.model.parameters(), 1e-7)
     repeated = find_lr_repeated(
         setup.model, setup.train_loader, setup.loss_fn, optimizer, repeats=repeats, seed=seed
     )
-    suggestions = {rule: suggestion.lr for rule, suggestion in repeated.suggestions().items()}
-    suggestions[scoring.FASTAI_START_VALLEY] = scoring.log_median(
-        scoring.valley_with_fastai_start(run.lrs, run.curve) for run in repeated.runs
-    )
-    return suggestions
+    return {rule: suggestion.lr for rule, suggestion in repeated.suggestions().items()}
 
 
 # -- orchestration (parent process) -------------------------------------------------------------

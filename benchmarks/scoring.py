@@ -19,13 +19,10 @@ import statistics
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-import numpy as np
-
 from benchmarks.stats import geometric_mean, regret
 
 __all__ = [
     "COMBINATIONS",
-    "FASTAI_START_VALLEY",
     "best_on_grid",
     "combine",
     "log_geometric_mean",
@@ -33,7 +30,6 @@ __all__ = [
     "method_regret",
     "rank_methods",
     "summarise_methods",
-    "valley_with_fastai_start",
 ]
 
 WITHIN = 0.10
@@ -87,37 +83,6 @@ def combine(suggestions: Mapping[str, float | None]) -> dict[str, float | None]:
         else:
             combined[name] = log_median(values)
     return combined
-
-
-FASTAI_START_VALLEY = "valley, fastai's start"
-"""lr_widget's valley rule with the start of the run taken as fastai takes it (a diagnostic)."""
-
-
-def valley_with_fastai_start(lrs: Sequence[float], losses: Sequence[float]) -> float | None:
-    """The valley rule as fastai computes it, on an lr_widget curve.
-
-    Trimmed like every lr_widget rule (the first tenth and the last ``TAIL_TRIM`` finite points),
-    the longest strictly decreasing subsequence found by lr_widget's own
-    ``longest_decreasing_subsequence``, and the pick ``start + L // 3 + L // 6`` with fastai's
-    ``start = end - (number of points in the subsequence)`` where lr_widget uses the
-    subsequence's first index. ``None`` when fewer than ``MIN_USABLE_POINTS`` points remain.
-    Only a diagnostic: it shows what that one difference does to the suggestions.
-    """
-    from lr_widget.suggestions import MIN_USABLE_POINTS, TAIL_TRIM, longest_decreasing_subsequence
-
-    values = np.asarray(losses, dtype=np.float64)
-    finite = np.isfinite(values)
-    cut = values.size if finite.all() else int(np.argmin(finite))
-    head = cut // 10
-    tail = min(TAIL_TRIM, max(0, cut - head - MIN_USABLE_POINTS))
-    window = values[head : cut - tail]
-    if window.size < MIN_USABLE_POINTS:
-        return None
-    chain = longest_decreasing_subsequence(window)
-    end = chain[-1]
-    start = max(0, end - len(chain))
-    length = end - start
-    return float(lrs[head + start + length // 3 + length // 6])
 
 
 def method_regret(

@@ -47,6 +47,7 @@ __all__ = [
     "longest_decreasing_subsequence",
     "suggest",
     "suggest_all",
+    "suggest_consensus",
     "suggest_minimum",
     "suggest_slide",
     "suggest_steep",
@@ -340,14 +341,30 @@ def longest_decreasing_subsequence(values: Sequence[float] | FloatArray) -> list
 
 def _valley(curve: _Curve) -> Suggestion:
     chain = longest_decreasing_subsequence(curve.losses)
-    start, end = chain[0], chain[-1]
+    end = chain[-1]
+    # fastai's start: as many points before the end as the run has, not the run's first index.
+    # A long decreasing run can begin deep in the flat start, chaining tiny fluctuations; its
+    # true first index then drags the pick far too low (measured in benchmarks/RESULTS.md).
+    start = max(end - len(chain), 0)
     length = end - start
     pick = start + length // 3 + length // 6
     reason = (
-        f"half way into the longest decreasing run ({len(chain)} points from "
-        f"{curve.lrs[start]:.1e} to {curve.lrs[end]:.1e}): {curve.lrs[pick]:.1e}"
+        f"half way into the longest decreasing run ({len(chain)} points, ending at "
+        f"{curve.lrs[end]:.1e}): {curve.lrs[pick]:.1e}"
     )
     return _answer("valley", curve, pick, reason)
+
+
+def _consensus(curve: _Curve) -> Suggestion:
+    answers = [_RULE_BODIES[rule](curve) for rule in _SINGLE_RULES]
+    picks = [(answer.rule, answer.lr) for answer in answers if answer.lr is not None]
+    if not picks:
+        return _no_answer("consensus", "no rule gives an answer: " + answers[0].reason)
+    lr = 10 ** float(np.median([math.log10(lr) for _, lr in picks]))
+    mark = int(np.argmin(np.abs(np.log10(curve.finite_lrs) - math.log10(lr))))
+    named = ", ".join(f"{rule} {value:.1e}" for rule, value in picks)
+    reason = f"median in log LR of {named}: {lr:.1e}"
+    return Suggestion("consensus", lr, mark, float(curve.finite_losses[mark]), reason)
 
 
 def _slide(curve: _Curve) -> Suggestion:
@@ -381,7 +398,9 @@ _RULE_BODIES: dict[str, Callable[[_Curve], Suggestion]] = {
     "valley": _valley,
     "minimum": _minimum,
     "slide": _slide,
+    "consensus": _consensus,
 }
+_SINGLE_RULES = ("steep", "valley", "minimum", "slide")
 
 
 def _apply(rule: str, curve: _Curve | str) -> Suggestion:
@@ -415,9 +434,10 @@ def suggest_valley(lrs: ArrayLike, losses: ArrayLike) -> Suggestion:
 
     Finds a longest strictly decreasing subsequence of the trimmed loss (see
     ``longest_decreasing_subsequence``), with first index ``start`` and last index ``end``, and
-    picks ``start + L // 3 + L // 6`` with ``L = end - start``, as fastai does. Unlike fastai,
-    which is O(n^2) and takes ``end - length`` for the start, this uses the subsequence's true
-    start and runs in O(n log n).
+    picks ``start + L // 3 + L // 6`` with ``L = end - start``, as fastai does, where ``start``
+    is ``end`` minus the subsequence's length, as in fastai (its true first index can lie deep in
+    the flat start and drags the pick too low). Unlike fastai's O(n^2) search, this runs in
+    O(n log n).
 
     Parameters
     ----------
@@ -479,16 +499,40 @@ def suggest_slide(lrs: ArrayLike, losses: ArrayLike) -> Suggestion:
     return _apply("slide", _prepare(lrs, losses))
 
 
+def suggest_consensus(lrs: ArrayLike, losses: ArrayLike) -> Suggestion:
+    """Suggest the median, in log LR, of the answers of steep, valley, minimum and slide.
+
+    Each single rule fails in its own direction on some curves (steep on the cliff edge or at the
+    start, valley too early, minimum too late on convex problems, slide late); the median survives
+    any one of them failing and has no constant to tune. It is the default: on the benchmark
+    suite it came closest to the best constant LR found by training (``benchmarks/RESULTS.md``).
+    ``index`` and ``loss`` are those of the recorded LR nearest to the suggestion in log space.
+
+    Parameters
+    ----------
+    lrs : array_like
+        Strictly increasing, positive learning rates.
+    losses : array_like
+        The smoothed loss at each LR; a non-finite value ends the usable curve.
+
+    Returns
+    -------
+    Suggestion
+    """
+    return _apply("consensus", _prepare(lrs, losses))
+
+
 RULES: dict[str, Callable[[ArrayLike, ArrayLike], Suggestion]] = {
     "steep": suggest_steep,
     "valley": suggest_valley,
     "minimum": suggest_minimum,
     "slide": suggest_slide,
+    "consensus": suggest_consensus,
 }
 """Every rule by name."""
 
-DEFAULT_RULE = "valley"
-"""fastai's default rule."""
+DEFAULT_RULE = "consensus"
+"""The rule the result's ``suggestion`` uses: the median of the others."""
 
 
 def suggest(lrs: ArrayLike, losses: ArrayLike, rule: str = DEFAULT_RULE) -> Suggestion:

@@ -162,21 +162,6 @@ def test_combinations_need_their_rules() -> None:
     assert scoring.combine({"valley": 1e-3, "minimum": None})["valley*minimum"] is None
 
 
-def test_fastai_start_moves_the_valley_pick_right_when_the_run_skips_points() -> None:
-    from lr_widget.suggestions import suggest_valley
-
-    # A noisy stretch whose decreasing subsequence takes every other point, then a clean drop.
-    noisy = [10.0 - 0.01 * i if i % 2 == 0 else 11.0 for i in range(24)]
-    losses = [12.0] * 4 + noisy + [9.5 - 0.5 * i for i in range(12)] + [20.0] * 5
-    lrs = [10 ** (-6 + 5 * i / (len(losses) - 1)) for i in range(len(losses))]
-    ours = suggest_valley(lrs, losses).lr
-    fastai_like = scoring.valley_with_fastai_start(lrs, losses)
-    assert ours is not None
-    assert fastai_like is not None
-    assert fastai_like > ours
-    assert scoring.valley_with_fastai_start(lrs[:6], losses[:6]) is None
-
-
 def test_method_regret_scores_a_missing_answer_as_the_initial_loss() -> None:
     scores = {(1e-3, 0): 1.0}
     numbers = scoring.method_regret([(0, 1e-3), (1, None)], scores, {0: 3.0, 1: 2.0}, best=1.0)

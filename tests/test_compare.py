@@ -12,6 +12,7 @@ import pytest
 from lr_widget import RangeTestResult, StopReason
 from lr_widget.compare import Comparison, ComparisonRow, load_result, result_from_dict
 from lr_widget.repeats import RepeatedRangeTest
+from lr_widget.suggestions import DEFAULT_RULE
 
 
 def falling_run(shift: float = 0.0, steps: int = 30, scale: float = 1.0) -> RangeTestResult:
@@ -125,7 +126,7 @@ def test_table_gives_each_labels_default_suggestion() -> None:
         ),
     ]
     assert several.suggestion.lr is not None
-    assert str(rows[1]).startswith(f"three: valley {several.suggestion.lr:.2e} (")
+    assert str(rows[1]).startswith(f"three: {DEFAULT_RULE} {several.suggestion.lr:.2e} (")
     assert comparison.suggestions("steep")["one"] == single.suggest("steep")
     summary = comparison.summary()
     assert summary.splitlines() == [repr(comparison), f"  {rows[0]}", f"  {rows[1]}"]

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from lr_widget import RangeTestResult, StepEvent, StopReason, find_lr
 from lr_widget.repeats import RepeatedRangeTest, RepeatedSweep, RepeatStepEvent, find_lr_repeated
 from lr_widget.spread import NoiseBand, SuggestionSpread
-from lr_widget.suggestions import Suggestion
+from lr_widget.suggestions import DEFAULT_RULE, Suggestion
 from tests.helpers import (
     assert_restored,
     assert_trees_equal,
@@ -377,7 +377,7 @@ def test_per_rule_spread_and_robust_pick_come_from_the_runs() -> None:
         assert robust.index == nearest
         assert robust.loss == result.median[nearest]
         assert spread.describe() in robust.reason
-    assert result.suggestion == result.suggest("valley")
+    assert result.suggestion == result.suggest(DEFAULT_RULE)
     assert result.suggested_lr == result.suggestion.lr
 
 

@@ -21,6 +21,7 @@ from lr_widget.suggestions import (
     longest_decreasing_subsequence,
     suggest,
     suggest_all,
+    suggest_consensus,
     suggest_minimum,
     suggest_slide,
     suggest_steep,
@@ -152,7 +153,8 @@ def test_valley_matches_brute_force_on_random_walks() -> None:
     for _ in range(40):
         losses = 3.0 + np.cumsum(rng.normal(-0.02, 0.1, lrs.size))
         used = list(losses[6:55])  # n // 10 = 6 first and 5 last points trimmed
-        _, start, end = brute_force_longest_decreasing(used)
+        chain_length, _, end = brute_force_longest_decreasing(used)
+        start = max(end - chain_length, 0)  # fastai's start: the run's length before its end
         length = end - start
 
         result = suggest_valley(lrs, losses)
@@ -242,7 +244,7 @@ def test_indices_refer_to_the_untrimmed_arrays(rule: str) -> None:
 
     assert result.index is not None
     assert result.loss == losses[result.index]
-    if rule != "minimum":
+    if rule not in ("minimum", "consensus"):
         assert result.lr == LRS[result.index]
 
 
@@ -363,11 +365,41 @@ def test_bad_arrays_raise_naming_the_argument(
         suggest_steep(lrs, losses)
 
 
-def test_default_rule_is_valley() -> None:
+def test_default_rule_is_the_consensus_of_the_others() -> None:
     losses = drop_then_blow_up()
 
-    assert DEFAULT_RULE == "valley"
-    assert suggest(LRS, losses) == suggest_valley(LRS, losses)
+    assert DEFAULT_RULE == "consensus"
+    assert suggest(LRS, losses) == suggest_consensus(LRS, losses)
+
+
+def test_consensus_is_the_median_in_log_lr_of_the_rules_that_answer() -> None:
+    losses = noisy_drop_then_blow_up()
+    singles = [suggest(LRS, losses, rule=rule) for rule in ("steep", "valley", "minimum", "slide")]
+    logs = sorted(math.log10(s.lr) for s in singles if s.lr is not None)
+
+    result = suggest_consensus(LRS, losses)
+
+    assert result.lr == pytest.approx(10 ** float(np.median(logs)), rel=1e-12)
+    assert result.index is not None
+    nearest = int(np.argmin(np.abs(np.log10(LRS) - math.log10(result.lr))))
+    assert result.index == nearest
+    assert all(s.rule in result.reason for s in singles if s.lr is not None)
+
+
+def test_consensus_ignores_a_rule_without_an_answer() -> None:
+    # A curve too short for slide (which needs SLIDE_WINDOW + 1 points) still gets a consensus.
+    lrs = np.logspace(-4, 0, 20)  # 13 usable points after trimming: too few for slide
+    losses = 2.0 - np.tanh(2 * (np.log10(lrs) + 2)) + np.maximum(0, np.log10(lrs) + 0.5) ** 2
+    assert not suggest_slide(lrs, losses).ok
+    result = suggest_consensus(lrs, losses)
+    assert result.ok
+    assert "slide" not in result.reason
+
+
+def test_consensus_without_any_answer_explains_why() -> None:
+    result = suggest_consensus(LRS, np.full(LRS.size, np.nan))
+    assert not result.ok
+    assert "no finite losses" in result.reason
 
 
 def test_suggest_all_equals_each_rule_alone() -> None:
@@ -375,7 +407,7 @@ def test_suggest_all_equals_each_rule_alone() -> None:
 
     results = suggest_all(LRS, losses)
 
-    assert list(results) == ["steep", "valley", "minimum", "slide"]
+    assert list(results) == ["steep", "valley", "minimum", "slide", "consensus"]
     assert results == {name: rule(LRS, losses) for name, rule in RULES.items()}
 
 
