@@ -271,23 +271,24 @@ class LRFinder:
         retried on the next batch: it does not count, so the sweep does not advance on a step that
         changed nothing; only then is the loss read at once, to stop on a non-finite one.
         """
-        total = torch.zeros((), device=self.device)
+        total: torch.Tensor | None = None
         taken = skipped = 0
         while taken < self.settings.batches_per_step:
             loss, stepped = self._optimizer_step(batches)
             if stepped:
-                total += loss
+                total = loss if total is None else total + loss  # no zeros tensor: per-step cost
                 taken += 1
                 skipped = 0
                 continue
             if any_rank(~torch.isfinite(loss), self.distributed):
-                return total + loss  # non-finite: the step's mean is too, on every rank
+                return loss if total is None else total + loss  # the step's mean is non-finite too
             skipped += 1
             if skipped > self.settings.max_skipped_steps:
                 raise SweepEnded(
                     StopReason.NON_FINITE,
                     f"the GradScaler skipped {skipped} steps in a row (inf/NaN gradients)",
                 )
+        assert total is not None  # batches_per_step >= 1
         return total
 
     def _optimizer_step(self, batches: BatchStream) -> tuple[torch.Tensor, bool]:
@@ -297,16 +298,20 @@ class LRFinder:
         """
         settings, optimizer, scaler = self.settings, self.optimizer, self.scaler
         optimizer.zero_grad(set_to_none=True)
-        total = torch.zeros((), device=self.device)
-        for index in range(settings.accumulation_steps):
+        micro_batches = settings.accumulation_steps
+        total: torch.Tensor | None = None
+        for index in range(micro_batches):
             batch = move_to_device(next(batches), self.device)
-            with self._gradient_sync(last=index == settings.accumulation_steps - 1):
+            with self._gradient_sync(last=index == micro_batches - 1):
                 with self._autocast():
                     loss = self.losses(batch)
-                scaled = loss / settings.accumulation_steps
+                # Without accumulation, no division: it would add a node to every backward pass.
+                scaled = loss / micro_batches if micro_batches > 1 else loss
                 (scaler.scale(scaled) if scaler is not None else scaled).backward()  # type: ignore[no-untyped-call]
-            total += loss.detach().float()
-        mean_loss = total / settings.accumulation_steps
+            detached = loss.detach().float()
+            total = detached if total is None else total + detached
+        assert total is not None  # accumulation_steps >= 1
+        mean_loss = total / micro_batches if micro_batches > 1 else total
         if scaler is None:
             if settings.max_grad_norm is not None:
                 torch.nn.utils.clip_grad_norm_(self._trainable(), settings.max_grad_norm)
