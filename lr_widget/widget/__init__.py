@@ -3,8 +3,13 @@
 Importing this subpackage loads ipywidgets and bqplot; ``lr_widget.LRWidget`` imports it lazily,
 so the engine never needs them.
 
-Modules: :mod:`.widget` (``LRWidget``), :mod:`.plot` (the bqplot figure), :mod:`.controls`
-(sliders, buttons, progress, status), :mod:`.runner` (the background sweep thread).
+Modules: :mod:`.widget` (``LRWidget``, built from three mixins: :mod:`.sweeping` runs one or
+several sweeps in a background thread and draws the result, :mod:`.selecting` picks the LR,
+:mod:`.overlaying` keeps results for comparison, draws the curvature bound and selects LR
+ranges), :mod:`.plot` (the bqplot figure) and :mod:`.overlays` (its band, kept lines, curvature
+line, spread bars and range marks), :mod:`.scales` (log ticks, snapping, y ranges),
+:mod:`.controls` (sliders, buttons, progress, status), :mod:`.runner` (the background thread),
+:mod:`.support` (helpers without widget state).
 """
 
 from __future__ import annotations

@@ -1,9 +1,11 @@
-"""The LR widget's controls: sweep sliders, Run/Stop, suggestion buttons, progress and status.
+"""The LR widget's controls: sweep sliders, Run/Stop, suggestion buttons, progress and status;
+Keep/Clear for comparisons, the range toggle, and the spread, range and curvature lines.
 
 Ownership follows the widget's threading rule. The main thread owns the sliders, the buttons and
-the selection label; the sweep thread owns the progress bar, progress text and status line while
-a sweep runs (:meth:`Controls.show_progress`, :meth:`Controls.show_status`), and the main thread
-owns them otherwise.
+the selection, spread, range and curvature labels; the sweep thread owns the progress bar,
+progress text and status line while a sweep runs (:meth:`Controls.show_progress`,
+:meth:`Controls.show_status`, :meth:`Controls.show_done`), and the main thread owns them
+otherwise.
 """
 
 from __future__ import annotations
@@ -15,13 +17,30 @@ from typing import Any
 
 import ipywidgets
 
+from lr_widget.curvature import CurvatureEstimate
 from lr_widget.engine import StepEvent
+from lr_widget.repeats import RepeatStepEvent
 from lr_widget.settings import SweepSettings
-from lr_widget.suggestions import Suggestion
+from lr_widget.spread import Bump, SuggestionSpread
+from lr_widget.suggestions import DEFAULT_RULE, Suggestion
 
-__all__ = ["ERROR_COLOR", "STATUS_CLASS", "Controls", "format_seconds"]
+__all__ = [
+    "CURVATURE_CLASS",
+    "ERROR_COLOR",
+    "RANGE_BUTTON",
+    "RANGE_CLASS",
+    "SPREAD_CLASS",
+    "STATUS_CLASS",
+    "Controls",
+    "format_range",
+    "format_seconds",
+]
 
 STATUS_CLASS = "lr-widget-status"
+SPREAD_CLASS = "lr-widget-spread"
+RANGE_CLASS = "lr-widget-range"
+CURVATURE_CLASS = "lr-widget-curvature"
+RANGE_BUTTON = "Select range"
 ERROR_COLOR = "#c62828"
 
 _SLIDER_STYLE = {"description_width": "70px"}
@@ -44,6 +63,16 @@ def format_seconds(seconds: float) -> str:
     if minutes:
         return f"{minutes} min {secs} s"
     return f"{secs} s"
+
+
+def format_range(lr_range: tuple[float, float]) -> str:
+    """``"range 1.0e-04 – 3.0e-02"``.
+
+    >>> format_range((1e-4, 3e-2))
+    'range 1.0e-04 – 3.0e-02'
+    """
+    low, high = lr_range
+    return f"range {low:.1e} – {high:.1e}"
 
 
 class Controls:
@@ -98,6 +127,25 @@ class Controls:
         }
         self.status = ipywidgets.HTML(value="")
         self.status.add_class(STATUS_CLASS)
+        self.keep_button = ipywidgets.Button(
+            description="Keep",
+            icon="thumb-tack",
+            disabled=True,
+            tooltip="keep this result on the plot, to compare with the next sweeps",
+        )
+        self.clear_button = ipywidgets.Button(
+            description="Clear", icon="times", disabled=True, tooltip="remove the kept results"
+        )
+        self.range_button = ipywidgets.ToggleButton(
+            value=False,
+            description=RANGE_BUTTON,
+            icon="arrows-h",
+            tooltip="drag across the plot to select an LR range (cyclical / one-cycle schedules);"
+            " off: click to pick one LR",
+        )
+        self.range_label = _hideable_html(RANGE_CLASS)
+        self.spread_label = _hideable_html(SPREAD_CLASS)
+        self.curvature_label = _hideable_html(CURVATURE_CLASS)
 
     def rows(self) -> list[Any]:
         """The control rows, top to bottom."""
@@ -106,12 +154,18 @@ class Controls:
                 [self.selection_label, ipywidgets.Label("suggestions:"), *self._buttons()],
                 layout={"align_items": "center", "flex_flow": "row wrap"},
             ),
+            self.spread_label,
             ipywidgets.HBox(
                 [self.run_button, self.stop_button, self.progress, self.progress_text],
                 layout={"align_items": "center"},
             ),
+            ipywidgets.HBox(
+                [self.range_button, self.range_label, self.keep_button, self.clear_button],
+                layout={"align_items": "center", "flex_flow": "row wrap"},
+            ),
             ipywidgets.HBox([self.start_lr, self.end_lr]),
             ipywidgets.HBox([self.num_steps, self.beta]),
+            self.curvature_label,
             self.status,
         ]
 
@@ -128,22 +182,73 @@ class Controls:
             "beta": float(self.beta.value),
         }
 
-    def set_running(self, running: bool, *, can_run: bool = True) -> None:
-        """Enable the controls that make sense while (not) sweeping."""
+    def set_running(self, running: bool, *, can_run: bool = True, can_keep: bool = True) -> None:
+        """Enable the controls that make sense while (not) sweeping; Keep needs a result
+        (``can_keep``)."""
         self.run_button.disabled = running or not can_run
         self.stop_button.disabled = not running
         for slider in (self.start_lr, self.end_lr, self.num_steps):
             slider.disabled = running or not can_run
+        self.keep_button.disabled = running or not can_keep
         if running:
             for button in self.suggestion_buttons.values():
                 button.disabled = True
 
-    def show_suggestions(self, suggestions: Mapping[str, Suggestion]) -> None:
-        """Enable a button per rule with an answer; its tooltip gives the LR and the reason."""
+    def set_kept(self, count: int) -> None:
+        """Enable Clear while something is kept."""
+        self.clear_button.disabled = count == 0
+        self.clear_button.tooltip = f"remove the {count} kept result(s)" if count else ""
+
+    def show_suggestions(
+        self,
+        suggestions: Mapping[str, Suggestion],
+        spreads: Mapping[str, SuggestionSpread] | None = None,
+    ) -> None:
+        """Enable a button per rule with an answer; its tooltip gives the LR and the reason, and
+        for repeated runs the spread of the picks (:meth:`SuggestionSpread.describe`)."""
+        spreads = spreads or {}
         for rule, button in self.suggestion_buttons.items():
-            suggestion = suggestions.get(rule)
+            suggestion, spread = suggestions.get(rule), spreads.get(rule)
             button.disabled = suggestion is None or suggestion.lr is None
-            button.tooltip = "" if suggestion is None else str(suggestion)
+            tooltip = "" if suggestion is None else str(suggestion)
+            if spread is not None and spread.describe() not in tooltip:
+                tooltip = f"{spread.describe()}\n{tooltip}"
+            button.tooltip = tooltip
+
+    def show_spreads(
+        self, spreads: Mapping[str, SuggestionSpread], real_bumps: Sequence[Bump] = ()
+    ) -> None:
+        """One line per rule's spread over the runs (the default rule first, in bold), then one
+        per rise of the median that is larger than the noise; hidden without runs."""
+        if not spreads:
+            _set_hideable(self.spread_label, "")
+            return
+        rules = sorted(spreads, key=lambda rule: rule != DEFAULT_RULE)
+        lines = [html.escape(spreads[rule].describe()) for rule in rules]
+        if DEFAULT_RULE in spreads:
+            lines[0] = f"<b>{lines[0]}</b>"
+        lines.extend(f"▲ {html.escape(bump.describe())}" for bump in real_bumps)
+        _set_hideable(
+            self.spread_label, f'<div style="line-height: 1.35">{"<br>".join(lines)}</div>'
+        )
+
+    def show_range(self, lr_range: tuple[float, float] | None, hint: str = "") -> None:
+        """Show the selected LR range, or ``hint`` (e.g. why a drag selected nothing)."""
+        text = "" if lr_range is None else html.escape(format_range(lr_range))
+        if hint:
+            text = f"{text} <i>({html.escape(hint)})</i>" if text else f"<i>{html.escape(hint)}</i>"
+        _set_hideable(self.range_label, text)
+
+    def show_curvature(self, estimate: CurvatureEstimate | None, note: str = "") -> None:
+        """The curvature bound's label, or why there is none (its explanation); hidden for
+        ``None``. The explanation is also the label's tooltip."""
+        if estimate is None:
+            _set_hideable(self.curvature_label, html.escape(note))
+            return
+        text = estimate.label if estimate.applies else f"curvature: {estimate.explanation}"
+        suffix = f" ({note})" if note else ""
+        _set_hideable(self.curvature_label, html.escape(f"{text}{suffix}"))
+        self.curvature_label.tooltip = estimate.explanation
 
     def show_selection(self, lr: float | None, loss: float | None) -> None:
         """Show the selected LR (and the smoothed loss there) in the selection label."""
@@ -166,17 +271,40 @@ class Controls:
         self.progress_text.value = ""
 
     def show_progress(self, event: StepEvent) -> None:
-        """Step, current LR and loss, and the time left."""
+        """Step (and run, when repeated), current LR and loss, and the time left."""
         self.progress.value = event.step + 1
+        run, eta_s = "", event.eta_s
+        if isinstance(event, RepeatStepEvent):
+            run = f"run {event.run + 1}/{event.repeats} · "
+            # The runs left after this one take about as long as this one will in all.
+            per_run_s = event.elapsed_s / event.fraction_done
+            eta_s += (event.repeats - event.run - 1) * per_run_s
         self.progress_text.value = (
-            f"step {event.step + 1}/{event.num_steps} · lr {event.lr:.2e} · "
-            f"loss {event.loss:.4g} · {format_seconds(event.eta_s)} left"
+            f"{run}step {event.step + 1}/{event.num_steps} · lr {event.lr:.2e} · "
+            f"loss {event.loss:.4g} · {format_seconds(eta_s)} left"
         )
+
+    def show_done(self, text: str) -> None:
+        """Replace the progress text once the sweep has ended (``"done: 60 steps in 3 s"``)."""
+        self.progress_text.value = text
 
     def show_status(self, text: str, *, error: bool = False) -> None:
         """One status line; an error is shown in red."""
         escaped = html.escape(text)
         self.status.value = _red(escaped) if error else escaped
+
+
+def _hideable_html(dom_class: str) -> Any:
+    """An HTML line that takes no room while empty."""
+    label = ipywidgets.HTML(value="", layout={"display": "none"})
+    label.add_class(dom_class)
+    return label
+
+
+def _set_hideable(label: Any, markup: str) -> None:
+    with label.hold_sync():
+        label.value = markup
+        label.layout.display = None if markup else "none"
 
 
 def _red(markup: str) -> str:

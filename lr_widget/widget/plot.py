@@ -2,9 +2,10 @@
 
 The figure is built once; later updates only assign data to its marks, inside ``hold_sync()`` so
 x and y travel in one message. Ownership follows the widget's threading rule: while a sweep runs,
-the sweep thread owns the curve lines, the hover points and the y scale
-(:meth:`LossPlot.draw_curves`); the main thread owns the x range, suggestion markers, selection
-marks and the click overlay.
+the sweep thread owns the curve lines, the noise band, the hover points and the y scale
+(:meth:`LossPlot.draw_curves`, :meth:`LossPlot.draw_band`); the main thread owns the x range,
+suggestion markers and spread bars, selection marks, kept results, the curvature line, the LR
+range and the click overlay. The overlays themselves are in :mod:`.overlays`.
 
 The click overlay is a transparent 1x1 PNG shown as a ``bqplot.Image`` spanning the plot area: it
 is the only bqplot mark whose click reports *where* the click landed (``click_x`` already
@@ -18,7 +19,6 @@ from __future__ import annotations
 
 import math
 import struct
-import warnings
 import zlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -28,20 +28,30 @@ import ipywidgets
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from lr_widget.curvature import CurvatureEstimate
 from lr_widget.result import RangeTestResult
 from lr_widget.smoothing import debiased_ema
+from lr_widget.spread import Bump, NoiseBand, SuggestionSpread
 from lr_widget.suggestions import RULES, Suggestion
-
-with warnings.catch_warnings():
-    # bqscales (imported by bqplot) builds a trait with constructor metadata, which traitlets
-    # deprecates; the warning fires once at import and would break any `-W error` test suite
-    # that imports lr_widget.widget.
-    warnings.filterwarnings(
-        "ignore", message=r"metadata \{'args'", category=DeprecationWarning, module="bqscales"
-    )
-    import bqplot
+from lr_widget.widget._bqplot import bqplot
+from lr_widget.widget.overlays import (
+    CurvatureMarks,
+    KeptOverlays,
+    NoiseBandMarks,
+    RangeMarks,
+    SpreadBars,
+)
+from lr_widget.widget.scales import (
+    YRange,
+    decade_ticks,
+    nan_for_inf,
+    nearest_index,
+    robust_y_range,
+    union_of_ranges,
+)
 
 __all__ = [
+    "LR_RANGE_CLASS",
     "POINT_TOOLTIP",
     "RULE_STYLES",
     "TOOLTIP_CLASS",
@@ -78,9 +88,11 @@ RULE_STYLES: dict[str, tuple[str, str]] = {
     "valley": ("#d62728", "diamond"),
     "minimum": ("#9467bd", "square"),
     "slide": ("#ff7f0e", "cross"),
+    "consensus": ("#a6761d", "circle"),
 }
-_FALLBACK_STYLE = ("#8c564b", "circle")
+_FALLBACK_STYLE = ("#525252", "circle")
 _LOSS_COLOR, _VAL_COLOR, _RAW_COLOR = "#1f77b4", "#ff7f0e", "#757575"
+_BAND_COLOR = "#3949ab"  # the repeated runs' band and median: not the live run's blue
 _SELECTION_COLOR = "#000000"
 
 # The hover points' tooltip: (field, label, d3 format) per row, and its DOM class.
@@ -89,94 +101,8 @@ POINT_TOOLTIP: tuple[tuple[str, str, str], ...] = (("x", "lr", ".2e"), ("y", "lo
 # Small faint dots: they mark where a hover or click hits a point without hiding the curve. The
 # wide transparent stroke widens the hit area (SVG hit-tests a transparent stroke) to ~10 px.
 _POINT_SIZE, _POINT_OPACITY, _POINT_HIT_WIDTH = 12, 0.2, 6.0
-
-# Headroom above the highest pre-minimum loss, as a share of its drop to the minimum: enough to
-# see the divergence start, not so much that an exploding tail flattens the interesting part.
-_Y_HEADROOM = 0.5
-_Y_PADDING = 0.05
-
-
-def decade_ticks(low: float, high: float) -> list[float]:
-    """Readable log-axis ticks: the powers of ten in ``[low, high]``, thinned to at most ~10.
-
-    With fewer than two powers of ten in range, the ends are used as well.
-
-    >>> decade_ticks(1e-7, 10.0)[:3]
-    [1e-07, 1e-06, 1e-05]
-    >>> decade_ticks(2e-4, 8e-4)
-    [0.0002, 0.0008]
-    """
-    first, last = math.ceil(math.log10(low) - 1e-9), math.floor(math.log10(high) + 1e-9)
-    exponents = list(range(first, last + 1))
-    stride = max(1, math.ceil(len(exponents) / 10))
-    ticks = [float(10.0**exponent) for exponent in exponents[::stride]]
-    if len(ticks) < 2:
-        ticks = sorted({float(low), *ticks, float(high)})
-    return ticks
-
-
-def nearest_index(lrs: ArrayLike, lr: float) -> int:
-    """Index of the recorded LR nearest to ``lr`` in log space (ties go to the smaller LR).
-
-    >>> nearest_index([1e-4, 1e-3, 1e-2], 4e-4)  # log-nearer to 1e-3, linearly nearer to 1e-4
-    1
-    """
-    values = np.asarray(lrs, dtype=np.float64)
-    if values.size == 0:
-        raise ValueError("no recorded LRs to choose from")
-    if not (math.isfinite(lr) and lr > 0):
-        raise ValueError(f"lr must be a finite number > 0, got {lr!r}")
-    return int(np.argmin(np.abs(np.log10(values) - math.log10(lr))))
-
-
-def robust_y_range(curve: ArrayLike, raw: ArrayLike = ()) -> tuple[float, float] | None:
-    """A y range that keeps the useful part of a loss curve readable when the loss explodes.
-
-    The bottom is the lowest finite point of ``curve`` (or of ``raw``'s 2nd percentile, if lower).
-    The top is the highest finite point, capped at the highest ``curve`` value before its
-    minimum plus half its drop to the minimum: a diverging tail leaves the plot instead of
-    squashing the curve. Both ends get 5% padding. ``None`` if nothing is finite.
-
-    >>> robust_y_range([2.0, 1.0, 1.5, 1e30, float("inf")])
-    (0.925, 2.575)
-    """
-    smooth = _finite(curve)
-    noisy = _finite(raw)
-    values = smooth if smooth.size else noisy
-    if values.size == 0:
-        return None
-    low = float(values.min())
-    if noisy.size:
-        low = min(low, float(np.percentile(noisy, 2)))
-    lowest = int(np.argmin(values))
-    before_minimum = float(values[: lowest + 1].max())
-    if before_minimum > low:
-        cap = before_minimum + _Y_HEADROOM * (before_minimum - low)
-        high = min(float(values.max()), cap)
-        if noisy.size:
-            high = max(high, min(float(np.percentile(noisy, 98)), cap))
-    else:
-        # No drop to measure headroom from (the loss only rises): cap at twice the 90th
-        # percentile's distance from the bottom, so a blow-up at the end stays off the plot.
-        q90 = float(np.percentile(values, 90))
-        high = (
-            float(values.max()) if q90 <= low else min(float(values.max()), low + 2 * (q90 - low))
-        )
-    span = high - low
-    pad = _Y_PADDING * span if span > 0 else max(abs(low) * _Y_PADDING, 1e-12)
-    return low - pad, high + pad
-
-
-def _finite(values: ArrayLike) -> FloatArray:
-    array = np.asarray(values, dtype=np.float64).ravel()
-    return array[np.isfinite(array)]
-
-
-def _nan_for_inf(values: ArrayLike) -> FloatArray:
-    """Non-finite values as NaN: bqplot skips NaN points, but draws inf as a spike."""
-    array = np.array(values, dtype=np.float64)
-    array[~np.isfinite(array)] = np.nan
-    return array
+# The brush's SVG group while range mode is on (bqplot's own class), for browser tests.
+LR_RANGE_CLASS = "brushintsel"
 
 
 @dataclass(frozen=True)
@@ -222,7 +148,8 @@ class Curves:
 
 
 class LossPlot:
-    """The figure: raw and smoothed loss against a log LR axis, suggestions, selection, clicks.
+    """The figure: raw and smoothed loss against a log LR axis, suggestions, selection, clicks,
+    and the overlays (noise band, kept results, curvature bound, spread bars, LR range).
 
     Parameters
     ----------
@@ -235,7 +162,7 @@ class LossPlot:
     def __init__(self, start_lr: float, end_lr: float, rules: Sequence[str] = tuple(RULES)) -> None:
         self.x_scale = bqplot.LogScale()
         self.y_scale = bqplot.LinearScale()
-        # The overlay and the selection line span the full height on a fixed 0..1 scale.
+        # The overlay and the vertical lines span the full height on a fixed 0..1 scale.
         self.unit_scale = bqplot.LinearScale(min=0.0, max=1.0)
         scales = {"x": self.x_scale, "y": self.y_scale}
         self.raw_line = _line(scales, _RAW_COLOR, "loss (raw)", width=1, opacity=0.6)
@@ -245,6 +172,13 @@ class LossPlot:
         for line in (self.raw_val_line, self.val_line):
             line.visible = line.display_legend = False
         self.suggestion_marks = {rule: _suggestion_mark(scales, rule) for rule in rules}
+        self.band = NoiseBandMarks(scales, _BAND_COLOR)
+        self.kept = KeptOverlays(scales)
+        self.curvature = CurvatureMarks(self.x_scale, self.unit_scale)
+        self.spread_bars = SpreadBars(
+            scales, {rule: RULE_STYLES.get(rule, _FALLBACK_STYLE)[0] for rule in rules}
+        )
+        self.ranges = RangeMarks(self.x_scale, self.unit_scale)
         self.selection_line = bqplot.Lines(
             x=[1.0, 1.0],
             y=[0.0, 1.0],
@@ -294,20 +228,14 @@ class LossPlot:
         # The LR of each hover point, in the order the browser indexes them (its clicks send
         # the index). Written with the points, by whoever owns the curves.
         self._point_lrs: FloatArray = np.zeros(0)
+        # The y range of each thing drawn on the loss scale; the scale shows their union.
+        # Fixed keys: the sweep thread reads them while the main thread may replace "kept".
+        self._y_ranges: dict[str, YRange | None] = {"curves": None, "band": None, "kept": None}
+        self._retired: list[Any] = []  # marks taken off the figure, closed with it
         self.x_axis = bqplot.Axis(scale=self.x_scale, label="learning rate", tick_format=".0e")
         self.y_axis = bqplot.Axis(scale=self.y_scale, side="left", label="loss", tick_format=".3~g")
         self.figure = bqplot.Figure(
-            marks=[
-                self.raw_line,
-                self.raw_val_line,
-                self.loss_line,
-                self.val_line,
-                *self.suggestion_marks.values(),
-                self.selection_line,
-                self.selection_dot,
-                self.overlay,  # above the curves: receives every click between points
-                self.hover_points,  # last: the only mark above the overlay
-            ],
+            marks=self._marks(),
             axes=[self.x_axis, self.y_axis],
             animation_duration=0,
             # Range-test curves start high on the left and end high on the right; the bottom
@@ -317,6 +245,27 @@ class LossPlot:
             layout=ipywidgets.Layout(width="100%", height="380px"),
         )
         self.set_lr_range(start_lr, end_lr)
+
+    def _marks(self) -> list[Any]:
+        """Every mark, bottom to top."""
+        return [
+            *self.ranges.marks(),
+            *self.kept.marks_below(),
+            *self.band.marks_below(),
+            self.raw_line,
+            self.raw_val_line,
+            *self.kept.marks_above(),
+            *self.band.marks_above(),
+            self.loss_line,
+            self.val_line,
+            *self.curvature.marks(),
+            *self.spread_bars.marks(),
+            *self.suggestion_marks.values(),
+            self.selection_line,
+            self.selection_dot,
+            self.overlay,  # above the curves: receives every click between points
+            self.hover_points,  # last: the only mark above the overlay
+        ]
 
     # -- main thread ------------------------------------------------------------------------
     def on_click(self, callback: Callable[[float], None]) -> None:
@@ -342,12 +291,46 @@ class LossPlot:
         self.overlay.on_element_click(overlay_click)
         self.hover_points.on_element_click(point_click)
 
+    def on_range_drag(self, callback: Callable[[float, float], None]) -> None:
+        """Call ``callback(low, high)`` whenever the brush reports a dragged interval."""
+
+        def selected(change: Mapping[str, Any]) -> None:
+            values = change["new"]
+            if values is None or len(values) != 2:
+                return  # the brush was cleared: keep the range
+            low, high = sorted(float(value) for value in values)
+            if math.isfinite(low) and math.isfinite(high) and 0 < low < high:
+                callback(low, high)
+
+        self.ranges.brush.observe(selected, names="selected")
+
+    def set_range_mode(self, on: bool) -> None:
+        """Drag to select an LR range (``True``), or click to select an LR (``False``)."""
+        self.figure.interaction = self.ranges.brush if on else None
+
+    @property
+    def range_mode(self) -> bool:
+        """Whether dragging selects a range (the brush is the figure's interaction)."""
+        return self.figure.interaction is self.ranges.brush
+
     def set_lr_range(self, low: float, high: float) -> None:
         """Fix the x axis to ``[low, high]`` with decade ticks (never while a sweep draws)."""
         with self.x_scale.hold_sync():
             self.x_scale.min, self.x_scale.max = float(low), float(high)
         self.x_axis.tick_values = decade_ticks(low, high)
         self.overlay.x = [float(low), float(high)]
+
+    @property
+    def lr_range_shown(self) -> tuple[float, float]:
+        """The x axis's ``(min, max)``."""
+        return float(self.x_scale.min), float(self.x_scale.max)
+
+    def set_primary_label(self, label: str | None) -> None:
+        """Name the main result in the legend (``None``: the plain "loss" names)."""
+        prefix = "" if label is None else f"{label}: "
+        self.raw_line.labels = [f"{prefix}loss (raw)"]
+        self.loss_line.labels = [f"{prefix}loss (smoothed)"]
+        self.band.label_prefix = prefix
 
     def show_suggestions(self, suggestions: Mapping[str, Suggestion]) -> None:
         """Mark each rule's suggestion (with a legend entry); hide rules without an answer."""
@@ -361,9 +344,16 @@ class LossPlot:
                 mark.labels = [f"{rule} {suggestion.lr:.1e}"]
                 mark.visible = mark.display_legend = True
 
+    def show_spreads(
+        self, spreads: Mapping[str, SuggestionSpread], suggestions: Mapping[str, Suggestion]
+    ) -> None:
+        """A horizontal bar over each rule's range of picks across runs (repeated results)."""
+        self.spread_bars.show(spreads, suggestions)
+
     def hide_suggestions(self) -> None:
-        """Hide every suggestion marker (a new sweep is starting)."""
+        """Hide every suggestion marker and spread bar (a new sweep is starting)."""
         self.show_suggestions({})
+        self.show_spreads({}, {})
 
     def show_selection(self, lr: float | None, loss: float | None) -> None:
         """Draw the selected LR as a dashed vertical line, with a dot at ``loss`` if known."""
@@ -379,9 +369,33 @@ class LossPlot:
                 self.selection_dot.x, self.selection_dot.y = [lr], [loss]
             self.selection_dot.visible = visible
 
+    def show_curvature(self, estimate: CurvatureEstimate | None) -> None:
+        """Draw the curvature bound of ``estimate`` (hidden if it has none, or ``None``)."""
+        self.curvature.show(estimate, self.lr_range_shown)
+
+    def show_range(self, lr_range: tuple[float, float] | None) -> None:
+        """Shade the selected LR range (``None`` hides it)."""
+        self.ranges.show(lr_range)
+
+    def show_kept(self, bands: Mapping[str, NoiseBand], *, fit_y: bool) -> None:
+        """Draw exactly these kept results (label to band); refit y unless a sweep owns it."""
+        before = self.kept.labels
+        self._retired.extend(self.kept.sync(bands))
+        if self.kept.labels != before:
+            self.figure.marks = self._marks()
+        self._y_ranges["kept"] = self.kept.y_range
+        if fit_y:
+            self._fit_y()
+
+    def close(self) -> None:
+        """Close the widgets the figure may no longer reference (the brush, removed marks)."""
+        for widget in [self.ranges.brush, *self._retired]:
+            widget.close()
+        self._retired = []
+
     # -- owner of the curves: the sweep thread while sweeping, else the main thread ----------
     def draw_curves(self, curves: Curves) -> None:
-        """Draw the loss curves and fit the y range to them."""
+        """Draw the loss curves and fit the y range to them (and to the band and kept ones)."""
         _set_xy(self.raw_line, curves.lrs, curves.losses)
         _set_xy(self.loss_line, curves.lrs, curves.smoothed)
         has_val = curves.val_losses is not None and curves.smoothed_val is not None
@@ -391,13 +405,26 @@ class LossPlot:
         for line in (self.raw_val_line, self.val_line):
             if line.visible != has_val:
                 line.visible = line.display_legend = has_val
-        self._draw_hover_points(curves.lrs, curves.curve)
-        y_range = robust_y_range(curves.curve, curves.raw)
-        if y_range is not None:
-            with self.y_scale.hold_sync():
-                self.y_scale.min, self.y_scale.max = y_range
+        self.draw_points(curves.lrs, curves.curve)
+        self._y_ranges["curves"] = robust_y_range(curves.curve, curves.raw)
+        self._fit_y()
 
-    def _draw_hover_points(self, lrs: FloatArray, curve: FloatArray) -> None:
+    def clear_curves(self) -> None:
+        """Empty the single-run lines (a repeated result shows its median instead)."""
+        empty = np.zeros(0)
+        for line in (self.raw_line, self.loss_line, self.raw_val_line, self.val_line):
+            _set_xy(line, empty, empty)
+        self.raw_val_line.visible = self.raw_val_line.display_legend = False
+        self.val_line.visible = self.val_line.display_legend = False
+        self._y_ranges["curves"] = None
+
+    def draw_band(self, band: NoiseBand | None, bumps: Sequence[Bump] = (), runs: int = 0) -> None:
+        """Draw the noise band of ``runs`` repeated runs (``None`` hides it) and refit y."""
+        self.band.draw(band, bumps, runs)
+        self._y_ranges["band"] = self.band.y_range
+        self._fit_y()
+
+    def draw_points(self, lrs: FloatArray, curve: FloatArray) -> None:
         """One hover point per recorded LR where the shown curve is finite."""
         finite = np.isfinite(curve) & np.isfinite(lrs) & (lrs > 0)
         point_lrs = lrs[finite]
@@ -406,9 +433,11 @@ class LossPlot:
             self.hover_points.x = point_lrs
             self.hover_points.y = curve[finite]
 
-    def widgets(self) -> list[Any]:
-        """Every widget of the figure, for closing."""
-        return [self.figure]
+    def _fit_y(self) -> None:
+        y_range = union_of_ranges(list(self._y_ranges.values()))
+        if y_range is not None:
+            with self.y_scale.hold_sync():
+                self.y_scale.min, self.y_scale.max = y_range
 
 
 def _line(
@@ -445,4 +474,4 @@ def _suggestion_mark(scales: dict[str, Any], rule: str) -> Any:
 def _set_xy(line: Any, x: ArrayLike, y: ArrayLike | None) -> None:
     with line.hold_sync():
         line.x = np.asarray(x, dtype=np.float64)
-        line.y = _nan_for_inf(np.zeros(0) if y is None else y)
+        line.y = nan_for_inf(np.zeros(0) if y is None else y)

@@ -23,12 +23,12 @@ from time import monotonic
 from typing import Any
 
 from lr_widget.engine import StepCallback, StepEvent
-from lr_widget.result import RangeTestResult
 
 __all__ = ["MainThreadQueue", "SweepFn", "SweepRunner"]
 
-# sweep(callback, stop_event) runs the whole sweep in the calling thread.
-SweepFn = Callable[[StepCallback, threading.Event], RangeTestResult]
+# sweep(callback, stop_event) runs the whole sweep (one or several runs) in the calling thread
+# and returns its result.
+SweepFn = Callable[[StepCallback, threading.Event], Any]
 
 
 def _kernel_loop() -> asyncio.AbstractEventLoop | None:

@@ -1,13 +1,16 @@
 """``LRWidget``: a live, clickable LR range test in a Jupyter notebook.
 
-The widget composes the figure (:mod:`.plot`), the controls (:mod:`.controls`) and a background
-sweep (:mod:`.runner`) around an :class:`~lr_widget.engine.LRFinder`; the engine does the range
-test, the restoring and the suggestions, the widget only drives and shows them.
+The widget composes the figure (:mod:`.plot`, its overlays in :mod:`.overlays`), the controls
+(:mod:`.controls`) and a background sweep (:mod:`.runner`, :mod:`.sweeping`) around an
+:class:`~lr_widget.engine.LRFinder` or, with ``repeats=k``, a
+:class:`~lr_widget.repeats.RepeatedSweep`; the engine does the range tests, the restoring, the
+suggestions, the noise band and the comparisons, the widget only drives and shows them.
 
 Threading: the sweep runs in a thread so the cell returns at once and Stop, clicks and sliders
-work during it. The sweep thread writes the curves, y range, progress and status; the main thread
-writes everything else (selection, sliders, buttons, suggestion markers, ``lr``). End-of-sweep
-work is posted to the main thread (:class:`~.runner.MainThreadQueue`).
+work during it. The sweep thread writes the curves, band, y range, progress and status; the main
+thread writes everything else (selection, range, sliders, buttons, suggestion markers, kept
+results, curvature line, ``lr``). End-of-sweep work is posted to the main thread
+(:class:`~.runner.MainThreadQueue`).
 """
 
 from __future__ import annotations
@@ -16,8 +19,7 @@ import contextlib
 import dataclasses
 import math
 import os
-import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import ipywidgets
@@ -25,29 +27,39 @@ import torch
 import traitlets
 
 from lr_widget.batches import LossFn
-from lr_widget.engine import LRFinder, StepCallback, StepEvent
+from lr_widget.compare import AnyResult, Comparison
+from lr_widget.curvature import CurvatureEstimate
+from lr_widget.engine import LRFinder
+from lr_widget.repeats import RepeatedRangeTest, RepeatedSweep
 from lr_widget.result import RangeTestResult
-from lr_widget.schedules import apply_lr, group_lr_ratios
+from lr_widget.settings import SweepSettings
+from lr_widget.spread import SuggestionSpread
 from lr_widget.suggestions import RULES, Suggestion
 from lr_widget.widget.controls import Controls
-from lr_widget.widget.plot import Curves, LossPlot, nearest_index
+from lr_widget.widget.overlaying import OverlayHalf, default_labels
+from lr_widget.widget.plot import LossPlot
 from lr_widget.widget.runner import MainThreadQueue, SweepRunner
+from lr_widget.widget.selecting import SelectionHalf
 from lr_widget.widget.support import (
-    assign_in_notebook,
+    check_curvature_option,
     check_widget_options,
     describe_end,
+    has_data,
+    optimizer_note,
+    read_result,
+    set_beta,
     settings_of,
-    status_of,
     widget_tree,
     x_range,
 )
+from lr_widget.widget.sweeping import SweepHalf, real_bumps
 
 __all__ = ["ROOT_CLASS", "LRWidget"]
 
 ROOT_CLASS = "lr-widget"
 
 
-class LRWidget(ipywidgets.VBox):
+class LRWidget(SweepHalf, SelectionHalf, OverlayHalf, ipywidgets.VBox):
     """A live LR range test: the loss curve draws while the sweep runs; click to pick an LR.
 
     Takes the arguments of :func:`lr_widget.find_lr` (``loss_fn``, ``optimizer``, ``val_data``,
@@ -58,14 +70,31 @@ class LRWidget(ipywidgets.VBox):
 
     Hovering a recorded point of the curve shows its LR and (smoothed) loss. A click on a point
     selects that point, a click elsewhere on the plot the recorded LR nearest to it (in log
-    space), a suggestion button that rule's LR; each sets :attr:`lr`.
+    space), a suggestion button that rule's LR; each sets :attr:`lr`. With "Select range" on, a
+    drag across the plot selects an LR range instead (:attr:`lr_range`, for cyclical and
+    one-cycle schedules); off, clicks pick an LR again.
 
     Parameters
     ----------
     model, train_data, loss_fn, optimizer
-        As for :func:`lr_widget.find_lr`.
+        As for :func:`lr_widget.find_lr`. The status line names the optimizer swept (``"AdamW
+        (default)"`` when none is given): the LR found is for that optimizer.
     result
         A result to show before any sweep (:meth:`from_result` uses it, without a model).
+    repeats
+        Run the sweep this many times (:class:`~lr_widget.repeats.RepeatedSweep`, run ``i``
+        seeded ``seed + i``; give a shuffling DataLoader) and show the median curve with the
+        band of the runs' spread, growing as runs complete. :attr:`result` is then a
+        :class:`~lr_widget.RepeatedRangeTest`, the suggestions are its robust picks (the
+        geometric median of the runs' picks), each with the range of the picks, and every rise
+        of the median that stands out of the band is marked "real rise". ``None``: one sweep.
+    seed
+        First seed of the repeated runs (default 0); only with ``repeats``.
+    curvature
+        Estimate the sharpness of the starting weights before the first sweep (in the sweep
+        thread, :func:`~lr_widget.estimate_curvature`, which restores the model itself) and
+        draw its LR stability bound as a dashed vertical line; ``True``, or a dict of
+        ``estimate_curvature`` options (``num_batches``, ``estimate_second_moment``...).
     autostart
         Start the sweep when the widget is first displayed (else press Run or call :meth:`run`).
     apply_to
@@ -83,6 +112,11 @@ class LRWidget(ipywidgets.VBox):
     ----------
     lr : float or None
         The selected LR; an observable trait: ``w.observe(callback, "lr")``.
+    lr_range : tuple of two floats, or None
+        The selected LR range ``(low, high)``, both recorded LRs, ``low < high``; an observable
+        trait, set by a drag in range mode or :meth:`select_range`.
+    comparison : Comparison
+        The kept results drawn over the curve (:meth:`keep`, :meth:`clear_kept`, :meth:`compare`).
     finder : LRFinder or None
         The engine (``None`` for a widget built from a saved result).
     plot, controls
@@ -93,14 +127,18 @@ class LRWidget(ipywidgets.VBox):
     Clicks and Stop reach the kernel only while no cell is running: if another long cell runs
     during a sweep, the curve keeps drawing but clicks and Stop wait for that cell. Leave the
     model and optimizer alone while the sweep runs (it trains them in its thread until it
-    restores them); :meth:`wait` blocks until then.
+    restores them); :meth:`wait` blocks until then. Stop ends the current run of a repeated
+    sweep and starts no more.
 
     DOM hooks, stable for browser tests and custom CSS: the widget's root element has the class
-    ``lr-widget`` (:data:`ROOT_CLASS`), its status line ``lr-widget-status``
-    (:data:`~lr_widget.widget.controls.STATUS_CLASS`), the hover tooltip ``lr-widget-tooltip``
-    (:data:`~lr_widget.widget.plot.TOOLTIP_CLASS`); the buttons are labelled ``Run``, ``Stop``
-    and with the rule names (``valley``...). In the figure, the click overlay is the only
-    ``image`` and the hover points are the mark right after it.
+    ``lr-widget`` (:data:`ROOT_CLASS`), its status line ``lr-widget-status``, the spread lines
+    ``lr-widget-spread``, the range label ``lr-widget-range``, the curvature line
+    ``lr-widget-curvature`` (:mod:`~lr_widget.widget.controls`), the hover tooltip
+    ``lr-widget-tooltip`` (:data:`~lr_widget.widget.plot.TOOLTIP_CLASS`); the buttons are labelled
+    ``Run``, ``Stop``, ``Keep``, ``Clear``, ``Select range`` and with the rule names
+    (``valley``...). In the figure, the click overlay is the only ``image``, the hover points are
+    the mark right after it, a band is a ``path.area``, and in range mode the brush is the group
+    ``g.brushintsel``.
 
     Examples
     --------
@@ -118,10 +156,22 @@ class LRWidget(ipywidgets.VBox):
     True
     >>> w.apply(optimizer) == optimizer.param_groups[0]["lr"]
     True
+    >>> low, high = w.select_range(1e-5, 1e-2)
+    >>> w.lr_range == (low, high)
+    True
+    >>> w.keep("first")
+    'first'
     >>> w.close()
     """
 
     lr = traitlets.Float(None, allow_none=True, help="The selected learning rate.")
+    lr_range = traitlets.Tuple(
+        traitlets.Float(),
+        traitlets.Float(),
+        default_value=None,
+        allow_none=True,
+        help="The selected LR range (low, high), for cyclical and one-cycle schedules.",
+    )
 
     def __init__(
         self,
@@ -130,7 +180,10 @@ class LRWidget(ipywidgets.VBox):
         loss_fn: LossFn | None = None,
         optimizer: torch.optim.Optimizer | None = None,
         *,
-        result: RangeTestResult | None = None,
+        result: AnyResult | None = None,
+        repeats: int | None = None,
+        seed: int | None = None,
+        curvature: bool | Mapping[str, Any] = False,
         autostart: bool = True,
         apply_to: torch.optim.Optimizer | None = None,
         assign_to: str | None = None,
@@ -139,13 +192,20 @@ class LRWidget(ipywidgets.VBox):
     ) -> None:
         self._closed = True  # nothing to close until the widget exists (Widget.__del__ closes)
         check_widget_options(result, autostart, apply_to, assign_to, update_interval_s)
+        self._curvature_options = check_curvature_option(curvature)
+        self._curvature_inputs = (loss_fn, engine_options.get("step_fn"))
+        self._repeated: RepeatedSweep | None = None
         self.finder: LRFinder | None = None
         if model is not None:
-            if train_data is None:
-                raise TypeError("LRWidget(model, train_data, ...) needs train_data")
-            self.finder = LRFinder(model, train_data, loss_fn, optimizer, **engine_options)
+            self._make_engine(model, train_data, loss_fn, optimizer, repeats, seed, engine_options)
         elif (
-            train_data is not None or loss_fn is not None or optimizer is not None or engine_options
+            train_data is not None
+            or loss_fn is not None
+            or optimizer is not None
+            or engine_options
+            or repeats is not None
+            or seed is not None
+            or self._curvature_options is not None
         ):
             raise TypeError("LRWidget got sweep arguments but no model; pass the model first")
         elif result is None:
@@ -157,14 +217,19 @@ class LRWidget(ipywidgets.VBox):
         self._loaded_result = result
         self._autostart, self._autostarted = autostart, False
         self._apply_to, self._assign_to = apply_to, assign_to
-        self._beta = float(
-            result.beta if self.finder is None and result is not None else settings.beta
-        )
+        self._beta = float(settings.beta if self.finder is not None else _saved_beta(result))
         self._drawn_beta: float | None = None
-        self._sweeping = self._apply_pending = False
+        self._sweeping = self._apply_pending = self._started = False
         self._error: BaseException | None = None
         self._result_before_run: RangeTestResult | None = None
         self._suggestions: dict[str, Suggestion] = {}
+        self._spreads: dict[str, SuggestionSpread] = {}
+        self._curvature: CurvatureEstimate | None = None
+        self._curvature_tried = False
+        self._sweep_started_at = 0.0
+        self._primary_label: str | None = None
+        self._optimizer_note = optimizer_note(self.finder, result)
+        self.comparison = Comparison()
         self._main = MainThreadQueue()
         self._runner = SweepRunner(
             self._run_sweep,
@@ -179,18 +244,45 @@ class LRWidget(ipywidgets.VBox):
         self._closed = False
         self.add_class(ROOT_CLASS)
         self._wire()
-        self.controls.set_running(False, can_run=self.finder is not None)
+        self._set_controls_idle()
         self._show_initial_state()
 
+    def _make_engine(
+        self,
+        model: torch.nn.Module,
+        train_data: Iterable[Any] | None,
+        loss_fn: LossFn | None,
+        optimizer: torch.optim.Optimizer | None,
+        repeats: int | None,
+        seed: int | None,
+        engine_options: dict[str, Any],
+    ) -> None:
+        if train_data is None:
+            raise TypeError("LRWidget(model, train_data, ...) needs train_data")
+        if repeats is None:
+            if seed is not None:
+                raise TypeError("seed= seeds repeated runs; pass repeats=k with it")
+            self.finder = LRFinder(model, train_data, loss_fn, optimizer, **engine_options)
+            return
+        self._repeated = RepeatedSweep(
+            model,
+            train_data,
+            loss_fn,
+            optimizer,
+            repeats=repeats,
+            seed=0 if seed is None else seed,
+            **engine_options,
+        )
+        self.finder = self._repeated.finder
+
     @classmethod
-    def from_result(
-        cls, result: RangeTestResult | str | os.PathLike[str], **options: Any
-    ) -> LRWidget:
+    def from_result(cls, result: AnyResult | str | os.PathLike[str], **options: Any) -> LRWidget:
         """Show a saved sweep for selection, with no model: Run and the range are disabled.
 
-        Smoothing still works. ``result`` is a :class:`~lr_widget.RangeTestResult` (copied, so
-        re-smoothing never changes the caller's object) or the path of one saved as JSON.
-        ``options`` are the widget options (``apply_to``, ``assign_to``).
+        Smoothing still works. ``result`` is a :class:`~lr_widget.RangeTestResult` or a
+        :class:`~lr_widget.RepeatedRangeTest` (copied, so re-smoothing never changes the
+        caller's object) or the path of either saved as JSON. ``options`` are the widget options
+        (``apply_to``, ``assign_to``).
 
         >>> from lr_widget import RangeTestResult
         >>> saved = RangeTestResult(lrs=[1e-4, 1e-3, 1e-2], losses=[1.0, 0.5, 2.0])
@@ -199,21 +291,79 @@ class LRWidget(ipywidgets.VBox):
         0.001
         >>> w.close()
         """
-        if isinstance(result, (str, os.PathLike)):
-            loaded = RangeTestResult.load(result)
-        elif isinstance(result, RangeTestResult):
-            loaded = dataclasses.replace(result)
-        else:
-            raise TypeError(
-                f"result must be a RangeTestResult or the path of a saved one, got {result!r}"
+        return cls(result=read_result(result), **options)
+
+    @classmethod
+    def compare(
+        cls,
+        results_or_paths: Comparison | Iterable[AnyResult | str | os.PathLike[str]],
+        labels: Sequence[str] | None = None,
+        **options: Any,
+    ) -> LRWidget:
+        """Show several saved results overlaid, with no model.
+
+        The first result is the primary one: it draws as :meth:`from_result` draws it (its band
+        if repeated), with its suggestions, and clicks, suggestion buttons and ranges select
+        among *its* recorded LRs. The others draw as thin lines (a faint band for a repeated
+        result), each with its colour and legend entry. All of them, the first included, are
+        in :attr:`comparison` under their labels.
+
+        Parameters
+        ----------
+        results_or_paths
+            Single or repeated results, or paths of either saved as JSON
+            (:func:`~lr_widget.load_result`), or a :class:`~lr_widget.Comparison` (e.g.
+            ``Comparison.load(path)``, or another widget's ``comparison``) with its labels;
+            results are copied.
+        labels
+            One per result; default: a comparison's labels, a path's file name without
+            ``.json``, else ``"run N"``.
+        **options
+            Widget options (``apply_to``, ``assign_to``).
+
+        Examples
+        --------
+        >>> from lr_widget import RangeTestResult
+        >>> sgd = RangeTestResult(lrs=[1e-4, 1e-3, 1e-2], losses=[1.0, 0.5, 2.0])
+        >>> adam = RangeTestResult(lrs=[1e-4, 1e-3, 1e-2], losses=[0.9, 0.4, 3.0])
+        >>> w = LRWidget.compare([sgd, adam], labels=["sgd", "adam"])
+        >>> w.comparison.labels
+        ['sgd', 'adam']
+        >>> w.close()
+        """
+        if isinstance(results_or_paths, Comparison):
+            labels = results_or_paths.labels if labels is None else labels
+            results_or_paths = results_or_paths.results
+        if isinstance(results_or_paths, (str, os.PathLike, RangeTestResult, RepeatedRangeTest)):
+            raise TypeError("compare() takes a list of results or paths, not a single one")
+        items = list(results_or_paths)
+        if not items:
+            raise ValueError("compare() needs at least one result or path")
+        if labels is not None and len(labels) != len(items):
+            raise ValueError(
+                f"labels must have one entry per result, got {len(labels)} labels for "
+                f"{len(items)} results"
             )
-        return cls(result=loaded, **options)
+        names = list(labels) if labels is not None else default_labels(items)
+        comparison = Comparison()
+        for item, name in zip(items, names, strict=True):
+            comparison.add(read_result(item), name)
+        widget = cls(result=comparison[0], **options)
+        widget.comparison = comparison
+        widget._primary_label = comparison.labels[0]
+        widget.plot.set_primary_label(widget._primary_label)
+        widget._redraw(comparison[0])
+        widget._draw_kept()
+        return widget
 
     # -- public API (main thread) -----------------------------------------------------------
     @property
-    def result(self) -> RangeTestResult | None:
-        """The latest :class:`~lr_widget.RangeTestResult` (growing while a sweep runs)."""
-        if self.finder is not None and self.finder.result is not None:
+    def result(self) -> AnyResult | None:
+        """The latest result (growing while a sweep runs): a :class:`~lr_widget.RangeTestResult`,
+        or with ``repeats`` a :class:`~lr_widget.RepeatedRangeTest` holding the finished runs."""
+        if self._repeated is not None and self._started:
+            return self._repeated.result
+        if self._repeated is None and self.finder is not None and self.finder.result is not None:
             return self.finder.result
         return self._loaded_result
 
@@ -230,8 +380,13 @@ class LRWidget(ipywidgets.VBox):
 
     @property
     def suggestions(self) -> dict[str, Suggestion]:
-        """The suggestions shown, by rule (empty until a sweep ends)."""
+        """The suggestions shown, by rule (empty until a sweep ends); robust picks for repeats."""
         return dict(self._suggestions)
+
+    @property
+    def spreads(self) -> dict[str, SuggestionSpread]:
+        """Each rule's picks across the runs of a repeated result, by rule (else empty)."""
+        return dict(self._spreads)
 
     def run(self) -> bool:
         """Start a sweep with the current slider values, in a background thread.
@@ -262,23 +417,25 @@ class LRWidget(ipywidgets.VBox):
             self.controls.show_status(f"cannot run: {error}", error=True)
             raise
         self._runner.join()  # the previous sweep thread has already posted its last work
-        self._sweeping, self._error = True, None
+        self._sweeping, self._started, self._error = True, True, None
         self._result_before_run = self.finder.result
         self.controls.set_running(True)
-        self.plot.set_lr_range(settings.start_lr, settings.end_lr)
+        self.plot.set_lr_range(*self._x_range(settings, None))
         self.plot.hide_suggestions()
-        self._suggestions = {}
+        self._suggestions, self._spreads = {}, {}
+        self.controls.show_spreads({})
         self._show_selection()
         self._runner.start()
         return True
 
     def stop(self) -> None:
-        """Stop the sweep after its current step; the engine restores model and optimizer."""
+        """Stop the sweep after its current step (and, with repeats, start no further run); the
+        engine restores model and optimizer."""
         self._runner.stop()  # first: whoever sees the Stop button disable may rely on it
         if self._sweeping:
             self.controls.stop_button.disabled = True
 
-    def wait(self, timeout: float | None = None) -> RangeTestResult | None:
+    def wait(self, timeout: float | None = None) -> AnyResult | None:
         """Block until the sweep ends and its end is shown; return :attr:`result`.
 
         Raises
@@ -287,7 +444,7 @@ class LRWidget(ipywidgets.VBox):
             If the sweep is still running after ``timeout`` seconds.
         Exception
             The exception that ended the sweep, if any (it is also shown in the widget, kept on
-            :attr:`error` and recorded on ``result.error``).
+            :attr:`error` and recorded on the run's ``result.error``).
         """
         if not self._runner.join(timeout):
             raise TimeoutError(f"the sweep is still running after {timeout} s")
@@ -295,35 +452,6 @@ class LRWidget(ipywidgets.VBox):
         if self._error is not None:
             raise self._error
         return self.result
-
-    def select(self, lr: float) -> float:
-        """Select the recorded LR nearest to ``lr`` in log space (as a click does); return it."""
-        lrs = self._recorded_lrs()
-        if not lrs:
-            raise ValueError("no recorded learning rates to select from yet")
-        chosen = lrs[nearest_index(lrs, float(lr))]
-        self.lr = chosen
-        return chosen
-
-    def apply(self, optimizer: torch.optim.Optimizer | None = None) -> float:
-        """Write the selected LR into ``optimizer`` (default: ``apply_to``); return it.
-
-        Every parameter group keeps its ratio to the largest LR (discriminative LRs), as during
-        the sweep.
-        """
-        target = optimizer if optimizer is not None else self._apply_to
-        if target is None:
-            raise ValueError("apply() needs an optimizer (or build the widget with apply_to=...)")
-        if not isinstance(target, torch.optim.Optimizer):
-            raise TypeError(f"optimizer must be a torch.optim.Optimizer, got {target!r}")
-        if self.lr is None:
-            raise ValueError("no LR selected yet: click the plot or a suggestion button first")
-        if self._sweeping and self.finder is not None and target is self.finder.optimizer:
-            raise RuntimeError(
-                "the sweep is using this optimizer and will restore it; apply after it ends"
-            )
-        apply_lr(target, self.lr, group_lr_ratios(target))
-        return float(self.lr)
 
     def close(self) -> None:
         """Stop the sweep, wait for its thread (the state is restored), and close every view."""
@@ -335,6 +463,7 @@ class LRWidget(ipywidgets.VBox):
         self._closed = True
         for child in widget_tree(self):
             child.close()
+        self.plot.close()
         super().close()
 
     # -- display ----------------------------------------------------------------------------
@@ -353,12 +482,17 @@ class LRWidget(ipywidgets.VBox):
     def _wire(self) -> None:
         controls = self.controls
         self.plot.on_click(self._on_plot_click)
+        self.plot.on_range_drag(self._on_range_drag)
         controls.run_button.on_click(lambda _button: self._on_run_click())
         controls.stop_button.on_click(lambda _button: self.stop())
+        controls.keep_button.on_click(lambda _button: self._guarded(self.keep))
+        controls.clear_button.on_click(lambda _button: self.clear_kept())
         for rule, button in controls.suggestion_buttons.items():
             button.on_click(lambda _button, rule=rule: self._on_suggestion_click(rule))
+        controls.range_button.observe(self._on_range_mode, names="value")
         controls.beta.observe(self._on_beta_change, names="value")
         self.observe(self._on_lr_change, names="lr")
+        self.observe(self._on_lr_range_change, names="lr_range")
 
     @traitlets.validate("lr")
     def _validate_lr(self, proposal: dict[str, Any]) -> float | None:
@@ -367,21 +501,21 @@ class LRWidget(ipywidgets.VBox):
             raise traitlets.TraitError(f"lr must be a finite number > 0 or None, got {value!r}")
         return value  # type: ignore[no-any-return]
 
+    @traitlets.validate("lr_range")
+    def _validate_lr_range(self, proposal: dict[str, Any]) -> tuple[float, float] | None:
+        value = proposal["value"]
+        if value is None:
+            return None
+        low, high = value
+        if not (math.isfinite(low) and math.isfinite(high) and 0 < low < high):
+            raise traitlets.TraitError(
+                f"lr_range must be (low, high) with 0 < low < high, or None, got {value!r}"
+            )
+        return float(low), float(high)
+
     def _on_run_click(self) -> None:
         with contextlib.suppress(TypeError, ValueError, RuntimeError):
             self.run()  # a failure is shown in the status line
-
-    def _on_plot_click(self, lr: float) -> None:
-        # A point's own LR snaps to itself, so a click on a point selects exactly that point.
-        self._main.run_pending()
-        if self._recorded_lrs():
-            self._guarded(lambda: self.select(lr))
-
-    def _on_suggestion_click(self, rule: str) -> None:
-        self._main.run_pending()
-        suggestion = self._suggestions.get(rule)
-        if suggestion is not None and suggestion.lr is not None:
-            self._guarded(lambda: setattr(self, "lr", suggestion.lr))
 
     def _on_beta_change(self, change: dict[str, Any]) -> None:
         self._main.run_pending()
@@ -390,126 +524,69 @@ class LRWidget(ipywidgets.VBox):
             return  # the sweep thread owns the curve: it redraws with the new beta
         result = self.result
         if result is not None:
-            result.beta = self._beta
+            set_beta(result, self._beta)
             self._redraw(result)
-
-    def _on_lr_change(self, change: dict[str, Any]) -> None:
-        self._show_selection()
-        if change["new"] is None:
-            return
-        if self._apply_to is not None:
-            if (
-                self._sweeping
-                and self.finder is not None
-                and self._apply_to is self.finder.optimizer
-            ):
-                self._apply_pending = True  # the sweep would overwrite it: apply at the end
-            else:
-                self.apply(self._apply_to)
-        if self._assign_to is not None:
-            assign_in_notebook(self._assign_to, float(change["new"]))
-
-    def _guarded(self, action: Any) -> None:
-        """Run a click's action; show an error in the selection label (ipywidgets hides it)."""
-        try:
-            action()
-        except Exception as error:
-            self.controls.show_selection_error(f"{type(error).__name__}: {error}")
+        self._draw_kept()
 
     # -- drawing (main thread, when no sweep runs) ------------------------------------------
+    def _with_optimizer(self, text: str) -> str:
+        return f"{text} · {self._optimizer_note}" if self._optimizer_note else text
+
+    def _set_controls_idle(self) -> None:
+        self.controls.set_running(
+            False, can_run=self.finder is not None, can_keep=has_data(self.result)
+        )
+
     def _show_initial_state(self) -> None:
         result = self.result
         if result is not None:
-            result.beta = self._beta
+            set_beta(result, self._beta)
             self._redraw(result)
-            error = result.error is not None
-            self.controls.show_status(f"saved sweep: {describe_end(result)}", error=error)
+            error = not isinstance(result, RepeatedRangeTest) and result.error is not None
+            status = f"saved sweep: {describe_end(result)}"
+            self.controls.show_status(self._with_optimizer(status), error=error)
         elif self._autostart:
-            self.controls.show_status("ready: the sweep starts when the widget is displayed")
+            self.controls.show_status(
+                self._with_optimizer("ready: the sweep starts when the widget is displayed")
+            )
         else:
-            self.controls.show_status("ready: press Run to start the sweep")
+            self.controls.show_status(self._with_optimizer("ready: press Run to start the sweep"))
 
-    def _redraw(self, result: RangeTestResult) -> None:
-        self.plot.draw_curves(Curves.of(result, self._beta))
-        self._drawn_beta = self._beta
+    def _redraw(self, result: AnyResult) -> None:
+        self._redraw_result(result)
         self._refresh_suggestions(result)
         self._show_selection()
 
-    def _refresh_suggestions(self, result: RangeTestResult) -> None:
-        try:
-            self._suggestions = result.suggestions() if result.num_steps else {}
-        except ValueError:  # a curve the rules reject (e.g. a hand-made result): no markers
-            self._suggestions = {}
-        self.plot.show_suggestions(self._suggestions)
-        self.controls.show_suggestions(self._suggestions)
-
-    def _shown_result(self) -> RangeTestResult | None:
-        """The result on the plot: the current sweep's while sweeping, else :attr:`result`."""
-        return self._sweep_result() if self._sweeping else self.result
-
-    def _show_selection(self) -> None:
-        lr, loss = self.lr, None
-        result = self._shown_result()
-        if lr is not None and result is not None:
-            curves = Curves.of(result, self._beta)
-            if curves.lrs.size:
-                loss = float(curves.curve[nearest_index(curves.lrs, lr)])
-        self.plot.show_selection(lr, loss)
-        self.controls.show_selection(lr, loss)
-
-    def _recorded_lrs(self) -> list[float]:
-        result = self._shown_result()
-        if result is None:
-            return []
-        count = min(len(result.lrs), len(result.losses))
-        return list(result.lrs[:count])
-
-    # -- the sweep: these run in the sweep thread, except _finish_sweep ----------------------
-    def _run_sweep(self, callback: StepCallback, stop_event: threading.Event) -> RangeTestResult:
-        assert self.finder is not None
-        return self.finder.run(callback=callback, stop_event=stop_event)
-
-    def _on_sweep_start(self) -> None:
-        assert self.finder is not None
-        self.controls.reset_progress(self.finder.settings.num_steps)
-        self.controls.show_status("running…")
-        self.plot.draw_curves(Curves.of(RangeTestResult(lrs=[], losses=[]), self._beta))
-
-    def _on_sweep_progress(self, event: StepEvent | None) -> None:
-        result = self._sweep_result()
+    def _after_sweep(self, result: AnyResult | None) -> None:
+        """Main thread, once a sweep's end is drawn: suggestions, kept results, controls."""
         if result is not None:
-            beta = self._beta
-            self.plot.draw_curves(Curves.of(result, beta))
-            self._drawn_beta = beta
-        if event is not None:
-            self.controls.show_progress(event)
-
-    def _on_sweep_finish(self, error: BaseException | None) -> None:
-        self._error = error
-        try:
-            text, failed = status_of(self._sweep_result(), error)
-            self.controls.show_status(text, error=failed)
-        finally:
-            self._main.post(self._finish_sweep)  # last: the main thread owns everything after
-
-    def _sweep_result(self) -> RangeTestResult | None:
-        """The result of the current sweep, once the engine has made it."""
-        result = self.finder.result if self.finder is not None else None
-        return None if result is self._result_before_run else result
-
-    def _finish_sweep(self) -> None:
-        """Main thread: the sweep thread is done with its widgets; show the end of the sweep."""
-        self._sweeping = False
-        result = self._sweep_result()
-        if result is not None:
-            result.beta = self._beta
-            if self._drawn_beta != self._beta:  # the slider moved after the last redraw
-                self.plot.draw_curves(Curves.of(result, self._beta))
-                self._drawn_beta = self._beta
             self._refresh_suggestions(result)
+        self._draw_kept()
         self._show_selection()
         if not self._closed:
-            self.controls.set_running(False)
+            self._set_controls_idle()
         if self._apply_pending and self._apply_to is not None and self.lr is not None:
             self._apply_pending = False
             self._guarded(lambda: self.apply(self._apply_to))
+
+    def _refresh_suggestions(self, result: AnyResult) -> None:
+        bumps = []
+        try:
+            if isinstance(result, RepeatedRangeTest):
+                self._suggestions = result.suggestions() if result.runs else {}
+                self._spreads = result.spreads() if result.runs else {}
+                bumps = real_bumps(result) if result.runs else []
+            else:
+                self._suggestions = result.suggestions() if result.num_steps else {}
+                self._spreads = {}
+        except ValueError:  # a curve the rules reject (e.g. a hand-made result): no markers
+            self._suggestions, self._spreads = {}, {}
+        self.plot.show_suggestions(self._suggestions)
+        self.plot.show_spreads(self._spreads, self._suggestions)
+        self.controls.show_suggestions(self._suggestions, self._spreads)
+        self.controls.show_spreads(self._spreads, bumps)
+
+
+def _saved_beta(result: AnyResult | None) -> float:
+    run = result.runs[0] if isinstance(result, RepeatedRangeTest) and result.runs else result
+    return SweepSettings().beta if run is None or isinstance(run, RepeatedRangeTest) else run.beta

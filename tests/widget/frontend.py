@@ -39,3 +39,23 @@ def move(slider: Any, value: float) -> None:
 def drawn(values: Any) -> np.ndarray:
     """A mark's array as float64 (NaN where nothing is drawn)."""
     return np.asarray(values, dtype=np.float64)
+
+
+def drag_range(widget: LRWidget, x0: float, x1: float) -> None:
+    """A drag across the plot in range mode, as the brush reports it.
+
+    The brush sets ``selected`` to ``scale.typedRange([x0, x1])``, a ``Float64Array`` for a
+    LogScale; bqplot's ``array_or_json_serializer`` sends it as ``{dtype, shape, type}`` with the
+    bytes as a binary buffer at ``["selected", "value"]``.
+    """
+    brush = widget.plot.ranges.brush
+    state = {"selected": {"dtype": "float64", "shape": [2], "type": None}}
+    data = {"method": "update", "state": state, "buffer_paths": [["selected", "value"]]}
+    buffer = memoryview(np.array([x0, x1], dtype=np.float64).tobytes())
+    brush._handle_msg({"content": {"data": data}, "buffers": [buffer]})
+
+
+def toggle(button: Any, value: bool) -> None:
+    """A ToggleButton pressed (or released) in the browser."""
+    data = {"method": "update", "state": {"value": value}, "buffer_paths": []}
+    button._handle_msg({"content": {"data": data}, "buffers": []})

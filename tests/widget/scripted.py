@@ -108,16 +108,21 @@ class Setup:
         self.steps: list[ScriptedStep] = []
 
     def widget(self, step: ScriptedStep | None = None, **options: Any) -> LRWidget:
-        """``LRWidget(model, data, optimizer=..., step_fn=step, **options)``, not autostarted."""
+        """``LRWidget(model, data, optimizer=..., step_fn=step, **options)``, not autostarted.
+
+        ``data=`` and ``optimizer=`` (``None``: the widget's default AdamW) replace the setup's.
+        """
+        data = options.pop("data", self.data)
+        options.setdefault("optimizer", self.optimizer)
         options.setdefault("autostart", False)
         options.setdefault("num_steps", 20)
         options.setdefault("start_lr", 1e-5)
         options.setdefault("end_lr", 1e-1)
         if step is not None:
-            step.optimizer = self.optimizer
+            step.optimizer = options["optimizer"]
             self.steps.append(step)
             options["step_fn"] = step
-        widget = LRWidget(self.model, self.data, optimizer=self.optimizer, **options)
+        widget = LRWidget(self.model, data, **options)
         self.widgets.append(widget)
         return widget
 
@@ -126,3 +131,14 @@ class Setup:
             step.release()
         for widget in self.widgets:
             widget.close()
+
+
+def shuffled_loader(seed: int = 0, size: int = 64, batch_size: int = 16) -> Any:
+    """A shuffling DataLoader of :func:`tests.helpers.make_batches` data: repeated runs then
+    see different batch orders (a list would make RepeatedSweep warn)."""
+    from torch.utils.data import DataLoader, TensorDataset
+
+    batches = make_batches(seed=seed, count=size // batch_size, size=batch_size)
+    inputs = torch.cat([x for x, _ in batches])
+    targets = torch.cat([y for _, y in batches])
+    return DataLoader(TensorDataset(inputs, targets), batch_size=batch_size, shuffle=True)

@@ -78,5 +78,5 @@ def test_smoothing_a_saved_result_leaves_the_callers_object_alone() -> None:
 
 
 def test_from_result_rejects_other_things() -> None:
-    with pytest.raises(TypeError, match="RangeTestResult or the path"):
+    with pytest.raises(TypeError, match="a RepeatedRangeTest or the path"):
         LRWidget.from_result(42)  # type: ignore[arg-type]
