@@ -101,8 +101,11 @@ class LabProcess:
 
 
 @contextlib.contextmanager
-def lab_process(tmp_path: Path, notebook: Path, port: int) -> Iterator[LabProcess]:
-    """Start ``python -m lr_widget lab`` in private Jupyter dirs; never leave a process behind."""
+def lab_process(tmp_path: Path, notebook: Path | None, port: int) -> Iterator[LabProcess]:
+    """Start ``python -m lr_widget lab`` in private Jupyter dirs; never leave a process behind.
+
+    With ``notebook=None`` the command opens its default, the checkout's quickstart notebook.
+    """
     dirs = {name: tmp_path / name for name in ("config", "data", "runtime", "ipython")}
     for folder in dirs.values():
         folder.mkdir()
@@ -114,7 +117,8 @@ def lab_process(tmp_path: Path, notebook: Path, port: int) -> Iterator[LabProces
         IPYTHONDIR=str(dirs["ipython"]),
     )
     command = [sys.executable, "-m", "lr_widget", "lab", "--no-browser", "--port", str(port)]
-    command += ["--notebook", str(notebook)]
+    if notebook is not None:
+        command += ["--notebook", str(notebook)]
     if hasattr(os, "geteuid") and os.geteuid() == 0:
         command.append("--allow-root")
     with (tmp_path / "lab.log").open("w") as log:
@@ -176,17 +180,6 @@ def http_get(url: str) -> tuple[int, bytes, dict[str, str]]:
         return error.code, error.read(), dict(error.headers)
 
 
-def outside_address() -> str | None:
-    """This machine's address on its default route, if it has one besides loopback."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-        try:
-            probe.connect(("10.254.254.254", 1))  # UDP: nothing is sent
-        except OSError:
-            return None
-        address = str(probe.getsockname()[0])
-    return None if address.startswith("127.") else address
-
-
 def make_notebook(path: Path) -> Path:
     path.parent.mkdir(parents=True)
     notebook = nbformat.v4.new_notebook()
@@ -231,13 +224,35 @@ def test_lab_serves_the_notebook_on_loopback_behind_a_token_and_stops_cleanly(
         assert info["root_dir"] == str(notebook.parent)
         server_pid = int(str(info["pid"]))
         _assert_token_not_in_command_lines(token, [lab.process.pid, server_pid])
-        _assert_not_reachable_from_outside(port)
+        _assert_listens_on_loopback_only(port)
 
         lab.process.send_signal(stop_signal)
         assert lab.process.wait(timeout=STOP_TIMEOUT_S) == EXIT_OK
         assert not _info_files(lab.runtime_dir), "the server did not shut down cleanly"
         with pytest.raises(ProcessLookupError):
             os.kill(server_pid, 0)  # gone, and reaped by lr-widget
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(400)
+def test_the_main_command_serves_the_quickstart_notebook(tmp_path: Path) -> None:
+    """What the README's main command ends in: JupyterLab on the checkout's quickstart."""
+    port = free_port()
+    with lab_process(tmp_path, None, port) as lab:
+        url = urllib.parse.urlsplit(lab.wait_for_url())
+        token = urllib.parse.parse_qs(url.query)["token"][0]
+        base = f"{url.scheme}://{url.netloc}"
+        assert url.hostname == "127.0.0.1"
+        assert url.path == "/lab/tree/quickstart.ipynb"
+        status, _, _ = http_get(url.geturl())
+        assert status == 200
+        status, body, _ = http_get(f"{base}/api/contents/quickstart.ipynb?token={token}")
+        assert status == 200
+        cells = json.loads(body)["content"]["cells"]
+        assert any("LRWidget" in "".join(cell["source"]) for cell in cells)
+        _assert_listens_on_loopback_only(port)
+        lab.process.send_signal(signal.SIGINT)
+        assert lab.process.wait(timeout=STOP_TIMEOUT_S) == EXIT_OK
 
 
 def _assert_token_not_in_command_lines(token: str, pids: list[int]) -> None:
@@ -247,10 +262,18 @@ def _assert_token_not_in_command_lines(token: str, pids: list[int]) -> None:
             assert token not in cmdline.read_text(errors="replace"), pid
 
 
-def _assert_not_reachable_from_outside(port: int) -> None:
-    address = outside_address()
-    if address is None:
-        return  # no other interface to try
-    with socket.socket() as probe:
-        probe.settimeout(5)
-        assert probe.connect_ex((address, port)) != 0, f"port {port} is open on {address}"
+def _assert_listens_on_loopback_only(port: int) -> None:
+    """Every listening socket on ``port`` is bound to 127.0.0.1 (read from the kernel's table,
+    so no traffic leaves loopback to check it)."""
+    if not Path("/proc/net/tcp").exists():
+        return  # not Linux
+    listening = []
+    for table, loopback in (("/proc/net/tcp", "0100007F"), ("/proc/net/tcp6", None)):
+        path = Path(table)
+        for line in path.read_text().splitlines()[1:] if path.exists() else []:
+            fields = line.split()
+            address, port_hex = fields[1].rsplit(":", 1)
+            if int(port_hex, 16) == port and fields[3] == "0A":  # 0A: LISTEN
+                assert address == loopback, f"port {port} listens on {address} ({table})"
+                listening.append(address)
+    assert listening, f"nothing listens on port {port}"
