@@ -19,6 +19,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from typing_extensions import Self
+
+from lr_widget.jsonfile import JsonDocument
 from lr_widget.repeats import REPEATED_FORMAT_NAME, RepeatedRangeTest
 from lr_widget.result import FORMAT_NAME, RangeTestResult
 from lr_widget.spread import NoiseBand
@@ -81,7 +84,7 @@ class ComparisonRow:
         return f"{self.label}: {self.suggestion.rule} {pick}{spread}, {runs}, {self.stop}"
 
 
-class Comparison:
+class Comparison(JsonDocument):
     """Labelled range-test results, in order, with unique labels.
 
     Parameters
@@ -215,7 +218,7 @@ class Comparison:
         }
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> Comparison:
+    def from_dict(cls, data: Mapping[str, Any]) -> Self:
         """Rebuild from :meth:`to_dict`'s output, checking its shape."""
         if not isinstance(data, Mapping) or data.get("format") != COMPARISON_FORMAT_NAME:
             raise ValueError(
@@ -233,26 +236,6 @@ class Comparison:
         labels = [entry.get("label") for entry in entries]
         results = [result_from_dict(entry.get("result", {})) for entry in entries]
         return cls(results, labels)  # add() checks each label
-
-    def to_json(self, indent: int | None = 1) -> str:
-        """Strict JSON text (no NaN literals)."""
-        return json.dumps(self.to_dict(), indent=indent, allow_nan=False)
-
-    @classmethod
-    def from_json(cls, text: str) -> Comparison:
-        """Parse :meth:`to_json`'s output. Plain JSON parsing: it never runs code."""
-        return cls.from_dict(json.loads(text))
-
-    def save(self, path: str | os.PathLike[str]) -> Path:
-        """Write the comparison as JSON to ``path`` and return the path."""
-        target = Path(path)
-        target.write_text(self.to_json(), encoding="utf-8")
-        return target
-
-    @classmethod
-    def load(cls, path: str | os.PathLike[str]) -> Comparison:
-        """Read a comparison saved with :meth:`save`."""
-        return cls.from_json(Path(path).read_text(encoding="utf-8"))
 
     @classmethod
     def from_paths(

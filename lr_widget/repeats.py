@@ -24,23 +24,22 @@ JSON only and never runs code.
 
 from __future__ import annotations
 
-import json
 import math
-import os
 import random
 import threading
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from numpy.typing import NDArray
+from typing_extensions import Self
 
 from lr_widget.batches import LossFn
 from lr_widget.engine import LRFinder, StepEvent
+from lr_widget.jsonfile import JsonDocument
 from lr_widget.result import RangeTestResult, StopReason
 from lr_widget.spread import Bump, NoiseBand, SuggestionSpread, largest_rise, rising_stretches
 from lr_widget.state import RNGState
@@ -67,7 +66,7 @@ _MAX_SEED = 2**32 - 1  # numpy's legacy seeding accepts [0, 2**32)
 
 # -- the result -------------------------------------------------------------------------------
 @dataclass
-class RepeatedRangeTest:
+class RepeatedRangeTest(JsonDocument):
     """Several range tests of one model on one LR schedule, and their noise band.
 
     Attributes
@@ -247,7 +246,7 @@ class RepeatedRangeTest:
         }
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> RepeatedRangeTest:
+    def from_dict(cls, data: Mapping[str, Any]) -> Self:
         """Rebuild from :meth:`to_dict`'s output, checking its shape."""
         if not isinstance(data, Mapping) or data.get("format") != REPEATED_FORMAT_NAME:
             raise ValueError(
@@ -267,26 +266,6 @@ class RepeatedRangeTest:
         if repeats is not None and not _all_ints([repeats]):
             raise ValueError(f"repeats must be an integer or null, got {repeats!r}")
         return cls([RangeTestResult.from_dict(run) for run in runs], seeds, repeats)
-
-    def to_json(self, indent: int | None = 1) -> str:
-        """Strict JSON text (no NaN literals)."""
-        return json.dumps(self.to_dict(), indent=indent, allow_nan=False)
-
-    @classmethod
-    def from_json(cls, text: str) -> RepeatedRangeTest:
-        """Parse :meth:`to_json`'s output. Plain JSON parsing: it never runs code."""
-        return cls.from_dict(json.loads(text))
-
-    def save(self, path: str | os.PathLike[str]) -> Path:
-        """Write the result as JSON to ``path`` and return the path."""
-        target = Path(path)
-        target.write_text(self.to_json(), encoding="utf-8")
-        return target
-
-    @classmethod
-    def load(cls, path: str | os.PathLike[str]) -> RepeatedRangeTest:
-        """Read a result saved with :meth:`save`."""
-        return cls.from_json(Path(path).read_text(encoding="utf-8"))
 
     # -- display ----------------------------------------------------------------------------
     def summary(self) -> str:

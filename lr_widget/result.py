@@ -9,7 +9,6 @@ someone sent you runs no code) and export to CSV.
 from __future__ import annotations
 
 import csv
-import json
 import math
 import os
 from collections.abc import Mapping, Sequence
@@ -19,7 +18,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from typing_extensions import Self
 
+from lr_widget.jsonfile import JsonDocument
 from lr_widget.smoothing import debiased_ema
 from lr_widget.suggestions import DEFAULT_RULE, RULES, Suggestion, suggest
 
@@ -44,7 +45,7 @@ class StopReason(str, Enum):
 
 
 @dataclass
-class RangeTestResult:
+class RangeTestResult(JsonDocument):
     """The curve of one LR range test.
 
     Attributes
@@ -165,7 +166,7 @@ class RangeTestResult:
         }
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> RangeTestResult:
+    def from_dict(cls, data: Mapping[str, Any]) -> Self:
         """Rebuild a result from :meth:`to_dict`'s output, checking its shape."""
         if not isinstance(data, Mapping) or data.get("format") != FORMAT_NAME:
             raise ValueError(
@@ -193,26 +194,6 @@ class RangeTestResult:
             timings=_decode_tree(_require_mapping(data.get("timings", {}), "timings")),
             metadata=_decode_tree(_require_mapping(data.get("metadata", {}), "metadata")),
         )
-
-    def to_json(self, indent: int | None = 1) -> str:
-        """Strict JSON text (no NaN literals)."""
-        return json.dumps(self.to_dict(), indent=indent, allow_nan=False)
-
-    @classmethod
-    def from_json(cls, text: str) -> RangeTestResult:
-        """Parse :meth:`to_json`'s output. Plain JSON parsing: it never runs code."""
-        return cls.from_dict(json.loads(text))
-
-    def save(self, path: str | os.PathLike[str]) -> Path:
-        """Write the result as JSON to ``path`` and return the path."""
-        target = Path(path)
-        target.write_text(self.to_json(), encoding="utf-8")
-        return target
-
-    @classmethod
-    def load(cls, path: str | os.PathLike[str]) -> RangeTestResult:
-        """Read a result saved with :meth:`save`."""
-        return cls.from_json(Path(path).read_text(encoding="utf-8"))
 
     def to_csv(self, path: str | os.PathLike[str]) -> Path:
         """Write one row per step: step, lr, loss, smoothed_loss (and the validation columns)."""
