@@ -46,6 +46,10 @@ case "$job" in
         ;;
     lab)
         setup "notebook"
+        # Jupyter refuses to run as root (containers, CI machines) unless told to.
+        if [ "$(id -u)" = 0 ]; then
+            set -- --allow-root "$@"
+        fi
         exec "$py" -m lr_widget lab "$@"
         ;;
     test)
