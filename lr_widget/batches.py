@@ -259,7 +259,7 @@ def check_scalar_loss(loss: Any, source: str, require_grad: bool = True) -> torc
             f"{source} returned a loss that does not require grad: it does not depend on the "
             "model's trainable parameters (or was computed under torch.no_grad())"
         )
-    return loss.reshape(())
+    return loss if loss.dim() == 0 else loss.reshape(())  # a view would add a graph node
 
 
 def _name_of(function: Callable[..., Any]) -> str:
