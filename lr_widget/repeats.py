@@ -43,7 +43,7 @@ from lr_widget.jsonfile import JsonDocument
 from lr_widget.result import RangeTestResult, StopReason
 from lr_widget.spread import Bump, NoiseBand, SuggestionSpread, largest_rise, rising_stretches
 from lr_widget.state import RNGState
-from lr_widget.suggestions import DEFAULT_RULE, RULES, Suggestion, suggest
+from lr_widget.suggestions import DEFAULT_RULE, RULES, Suggestion, SuggestionSource, suggest
 
 __all__ = [
     "REPEATED_FORMAT_NAME",
@@ -66,7 +66,7 @@ _MAX_SEED = 2**32 - 1  # numpy's legacy seeding accepts [0, 2**32)
 
 # -- the result -------------------------------------------------------------------------------
 @dataclass
-class RepeatedRangeTest(JsonDocument):
+class RepeatedRangeTest(SuggestionSource, JsonDocument):
     """Several range tests of one model on one LR schedule, and their noise band.
 
     Attributes
@@ -177,20 +177,6 @@ class RepeatedRangeTest(JsonDocument):
         index = int(np.argmin(np.abs(np.log10(band.lrs) - math.log10(lr))))
         reason = f"median of the runs' picks: {spread.describe()}"
         return Suggestion(rule, lr, index, float(band.median[index]), reason)
-
-    def suggestions(self) -> dict[str, Suggestion]:
-        """Every rule's robust pick, by rule name."""
-        return {rule: self.suggest(rule) for rule in RULES}
-
-    @property
-    def suggestion(self) -> Suggestion:
-        """The default rule's robust pick."""
-        return self.suggest(DEFAULT_RULE)
-
-    @property
-    def suggested_lr(self) -> float | None:
-        """The robust default pick's LR, or ``None``."""
-        return self.suggestion.lr
 
     def median_curve_suggestion(self, rule: str = DEFAULT_RULE) -> Suggestion:
         """``rule`` applied to the median curve instead (for comparison with :meth:`suggest`)."""

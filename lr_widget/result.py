@@ -22,7 +22,7 @@ from typing_extensions import Self
 
 from lr_widget.jsonfile import JsonDocument
 from lr_widget.smoothing import debiased_ema
-from lr_widget.suggestions import DEFAULT_RULE, RULES, Suggestion, suggest
+from lr_widget.suggestions import DEFAULT_RULE, Suggestion, SuggestionSource, suggest
 
 __all__ = ["FORMAT_NAME", "FORMAT_VERSION", "RangeTestResult", "StopReason"]
 
@@ -45,7 +45,7 @@ class StopReason(str, Enum):
 
 
 @dataclass
-class RangeTestResult(JsonDocument):
+class RangeTestResult(SuggestionSource, JsonDocument):
     """The curve of one LR range test.
 
     Attributes
@@ -132,20 +132,6 @@ class RangeTestResult(JsonDocument):
     def suggest(self, rule: str = DEFAULT_RULE) -> Suggestion:
         """The suggestion of ``rule`` (one of :data:`lr_widget.suggestions.RULES`)."""
         return suggest(self.lrs, self.curve, rule)
-
-    def suggestions(self) -> dict[str, Suggestion]:
-        """Every rule's suggestion, by rule name."""
-        return {rule: self.suggest(rule) for rule in RULES}
-
-    @property
-    def suggestion(self) -> Suggestion:
-        """The default rule's suggestion."""
-        return self.suggest(DEFAULT_RULE)
-
-    @property
-    def suggested_lr(self) -> float | None:
-        """The default suggestion's LR, or ``None`` when the curve gives no answer."""
-        return self.suggestion.lr
 
     # -- serialisation ----------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:

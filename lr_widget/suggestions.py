@@ -44,6 +44,7 @@ __all__ = [
     "SLIDE_WINDOW",
     "TAIL_TRIM",
     "Suggestion",
+    "SuggestionSource",
     "longest_decreasing_subsequence",
     "suggest",
     "suggest_all",
@@ -533,6 +534,29 @@ RULES: dict[str, Callable[[ArrayLike, ArrayLike], Suggestion]] = {
 
 DEFAULT_RULE = "consensus"
 """The rule the result's ``suggestion`` uses: the median of the others."""
+
+
+class SuggestionSource:
+    """Mixin: every rule's suggestion and the default one, from the subclass's ``suggest(rule)``
+    (a single sweep's curve, or the robust pick over repeated sweeps)."""
+
+    def suggest(self, rule: str = DEFAULT_RULE) -> Suggestion:
+        """The suggestion of ``rule`` (one of :data:`RULES`)."""
+        raise NotImplementedError
+
+    def suggestions(self) -> dict[str, Suggestion]:
+        """Every rule's suggestion, by rule name, in the order of :data:`RULES`."""
+        return {rule: self.suggest(rule) for rule in RULES}
+
+    @property
+    def suggestion(self) -> Suggestion:
+        """The default rule's suggestion."""
+        return self.suggest(DEFAULT_RULE)
+
+    @property
+    def suggested_lr(self) -> float | None:
+        """The default suggestion's LR, or ``None`` when there is no answer (see its reason)."""
+        return self.suggestion.lr
 
 
 def suggest(lrs: ArrayLike, losses: ArrayLike, rule: str = DEFAULT_RULE) -> Suggestion:
