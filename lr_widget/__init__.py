@@ -31,11 +31,10 @@ from lr_widget.suggestions import (
     suggest_steep,
     suggest_valley,
 )
+from lr_widget.version import __version__
 
 if TYPE_CHECKING:
     from lr_widget.widget import LRWidget
-
-__version__ = "0.1.0"
 
 __all__ = [
     "Comparison",

@@ -11,6 +11,7 @@ from typing import Any
 import torch
 
 from lr_widget.settings import SweepSettings
+from lr_widget.validation import require_int
 
 __all__ = [
     "check_iterable",
@@ -33,12 +34,9 @@ def make_settings(settings: dict[str, Any]) -> SweepSettings:
 
 
 def check_loss_read_lag(loss_read_lag: Any) -> None:
-    if loss_read_lag is None:
-        return
-    if isinstance(loss_read_lag, bool) or not isinstance(loss_read_lag, int) or loss_read_lag < 0:
-        raise ValueError(
-            f"loss_read_lag must be an integer >= 0 (steps the host may run ahead of the device) "
-            f"or None for the device's default, got {loss_read_lag!r}"
+    if loss_read_lag is not None:
+        require_int(
+            "loss_read_lag (steps the host may run ahead of the device, or None)", loss_read_lag, 0
         )
 
 

@@ -26,17 +26,16 @@ from __future__ import annotations
 
 import itertools
 import math
-import random
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
-import numpy as np
 import torch
 
 from lr_widget.batches import LossComputer, LossFn, StepFn, move_to_device
 from lr_widget.schedules import group_lr_ratios
-from lr_widget.state import TrainingState
+from lr_widget.state import TrainingState, seed_everything
+from lr_widget.validation import require_fraction, require_int
 
 __all__ = [
     "CURVATURE_FORMAT_NAME",
@@ -74,10 +73,8 @@ def lr_stability_bound(
     """
     if not (math.isfinite(lambda_max) and lambda_max > 0):
         raise ValueError(f"lambda_max must be a finite curvature > 0, got {lambda_max!r}")
-    if not 0.0 <= momentum < 1.0:
-        raise ValueError(f"momentum must be in [0, 1), got {momentum!r}")
-    if not 0.0 <= dampening < 1.0:
-        raise ValueError(f"dampening must be in [0, 1), got {dampening!r}")
+    require_fraction("momentum", momentum)
+    require_fraction("dampening", dampening)
     if nesterov:
         return 2.0 * (1.0 + momentum) / ((1.0 + 2.0 * momentum) * lambda_max)
     return 2.0 * (1.0 + momentum) / ((1.0 - dampening) * lambda_max)
@@ -485,7 +482,7 @@ def estimate_curvature(
     rule = _update_rule(optimizer)
     snapshot = TrainingState.capture(model)
     try:
-        _seed_everything(seed)
+        seed_everything(seed)
         _set_mode(model, mode)
         batches = _first_batches(train_data, num_batches, params[0].device)
         hessian = _HessianOperator(params, batches, LossComputer(model, loss_fn, step_fn), seed)
@@ -593,13 +590,9 @@ def _detail(rule: _UpdateRule, source: str) -> str:
 def _check_settings(
     num_batches: int, max_iterations: int, tolerance: float, seed: int, mode: str
 ) -> None:
-    for name, value, minimum in (
-        ("num_batches", num_batches, 1),
-        ("max_iterations", max_iterations, 1),
-        ("seed", seed, 0),
-    ):
-        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-            raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    require_int("num_batches", num_batches, 1)
+    require_int("max_iterations", max_iterations, 1)
+    require_int("seed", seed, 0)
     if not (isinstance(tolerance, (int, float)) and 0 < tolerance < 1):
         raise ValueError(f"tolerance must be a number in (0, 1), got {tolerance!r}")
     if mode not in ("train", "eval"):
@@ -622,12 +615,6 @@ def _trained_params(
             "build it from model.parameters()"
         )
     return params
-
-
-def _seed_everything(seed: int) -> None:
-    torch.manual_seed(seed)
-    np.random.seed(seed)
-    random.seed(seed)
 
 
 _DROPOUT_LAYERS = (

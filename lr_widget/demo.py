@@ -24,6 +24,8 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, TensorDataset
 
+from lr_widget.validation import require_int
+
 __all__ = ["Demo", "demo_data", "demo_model", "make_demo"]
 
 NUM_CLASSES = 3
@@ -94,9 +96,9 @@ def make_demo(seed: int = 0, num_samples: int = 4096, batch_size: int = 64) -> D
     >>> demo.description.split(":")[0]
     'ring'
     """
-    _check_int("seed", seed, minimum=0)
-    _check_int("num_samples", num_samples, minimum=VAL_DIVISOR)
-    _check_int("batch_size", batch_size, minimum=2)
+    require_int("seed", seed, 0)
+    require_int("num_samples", num_samples, VAL_DIVISOR)
+    require_int("batch_size", batch_size, 2)
     train_size = num_samples - num_samples // VAL_DIVISOR
     if batch_size > train_size:
         raise ValueError(
@@ -137,7 +139,7 @@ def demo_model(seed: int = 0) -> nn.Module:
     >>> model(torch.zeros(4, 2)).shape
     torch.Size([4, 3])
     """
-    _check_int("seed", seed, minimum=0)
+    require_int("seed", seed, 0)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         return nn.Sequential(
@@ -174,8 +176,8 @@ def demo_data(seed: int = 0, num_samples: int = 4096) -> tuple[TensorDataset, Te
     >>> train.tensors[0].dtype, train.tensors[1].dtype
     (torch.float32, torch.int64)
     """
-    _check_int("seed", seed, minimum=0)
-    _check_int("num_samples", num_samples, minimum=VAL_DIVISOR)
+    require_int("seed", seed, 0)
+    require_int("num_samples", num_samples, VAL_DIVISOR)
     generator = torch.Generator().manual_seed(seed)
     inputs, labels = _ring_mixture(generator, num_samples)
     labels = _add_label_noise(generator, labels)
@@ -209,8 +211,3 @@ def _describe(num_samples: int) -> str:
         f"clusters on a ring, {LABEL_NOISE:.0%} label noise), {num_samples:,} points, "
         f"MLP 2-{HIDDEN_WIDTH}-{HIDDEN_WIDTH}-{NUM_CLASSES} with BatchNorm"
     )
-
-
-def _check_int(name: str, value: object, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")

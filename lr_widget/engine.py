@@ -46,6 +46,7 @@ from lr_widget.scaling import ScalerStepWatch, make_scaler
 from lr_widget.schedules import apply_lr, group_lr_ratios, lr_schedule
 from lr_widget.settings import SweepSettings
 from lr_widget.state import TrainingState
+from lr_widget.version import __version__
 
 __all__ = ["LRFinder", "StepCallback", "StepEvent", "find_lr"]
 
@@ -382,8 +383,6 @@ class LRFinder:
         )
 
     def _metadata(self) -> dict[str, Any]:
-        from lr_widget import __version__
-
         return {
             "model": type(_unwrapped(self.model)).__name__,
             "optimizer": type(self.optimizer).__name__,

@@ -25,7 +25,6 @@ JSON only and never runs code.
 from __future__ import annotations
 
 import math
-import random
 import threading
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -42,8 +41,9 @@ from lr_widget.engine import LRFinder, StepEvent
 from lr_widget.jsonfile import JsonDocument
 from lr_widget.result import RangeTestResult, StopReason
 from lr_widget.spread import Bump, NoiseBand, SuggestionSpread, largest_rise, rising_stretches
-from lr_widget.state import RNGState
+from lr_widget.state import MAX_SEED, RNGState, seed_everything
 from lr_widget.suggestions import DEFAULT_RULE, RULES, Suggestion, SuggestionSource, suggest
+from lr_widget.validation import require_int
 
 __all__ = [
     "REPEATED_FORMAT_NAME",
@@ -60,8 +60,6 @@ REPEATED_FORMAT_VERSION = 1
 
 FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.int64]
-
-_MAX_SEED = 2**32 - 1  # numpy's legacy seeding accepts [0, 2**32)
 
 
 # -- the result -------------------------------------------------------------------------------
@@ -322,12 +320,6 @@ class RepeatStepEvent(StepEvent):
 RepeatCallback = Callable[[RepeatStepEvent], "bool | None"]
 
 
-def _seed_everything(seed: int) -> None:
-    torch.manual_seed(seed)  # also seeds every CUDA device
-    np.random.seed(seed)
-    random.seed(seed)
-
-
 class RepeatedSweep:
     """Run one range test ``repeats`` times from the same state, with seeds ``seed + i``.
 
@@ -374,11 +366,11 @@ class RepeatedSweep:
         seed: int = 0,
         **find_lr_options: Any,
     ) -> None:
-        _check_count("repeats", repeats, 1)
-        _check_count("seed", seed, 0)
-        if seed + repeats - 1 > _MAX_SEED:
+        require_int("repeats", repeats, 1)
+        require_int("seed", seed, 0)
+        if seed + repeats - 1 > MAX_SEED:
             raise ValueError(
-                f"seed + repeats - 1 must be at most {_MAX_SEED} (numpy's seed range), got "
+                f"seed + repeats - 1 must be at most {MAX_SEED} (numpy's seed range), got "
                 f"seed={seed!r}, repeats={repeats!r}"
             )
         self.finder = LRFinder(model, train_data, loss_fn, optimizer, **find_lr_options)
@@ -413,7 +405,7 @@ class RepeatedSweep:
                 if self._stop_event.is_set() or (stop_event is not None and stop_event.is_set()):
                     return
                 caller_rng = RNGState.capture()  # the caller may have drawn since the last yield
-                _seed_everything(self.seed + index)
+                seed_everything(self.seed + index)
                 seeded = True
                 run = self.finder.run(self._forward(callback, index), watched)
                 self._record(run, self.seed + index)
@@ -475,13 +467,6 @@ def _warn_if_fixed_order(train_data: Iterable[Any]) -> None:
             UserWarning,
             stacklevel=3,
         )
-
-
-def _check_count(name: str, value: object, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    if value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
 
 
 def find_lr_repeated(

@@ -23,6 +23,7 @@ from typing_extensions import Self
 from lr_widget.jsonfile import JsonDocument
 from lr_widget.smoothing import debiased_ema
 from lr_widget.suggestions import DEFAULT_RULE, Suggestion, SuggestionSource, suggest
+from lr_widget.validation import require_fraction
 
 __all__ = ["FORMAT_NAME", "FORMAT_VERSION", "RangeTestResult", "StopReason"]
 
@@ -98,8 +99,7 @@ class RangeTestResult(SuggestionSource, JsonDocument):
                 f"val_losses must have one value per LR, got {len(self.val_losses)} for "
                 f"{len(self.lrs)} LRs"
             )
-        if not 0.0 <= self.beta < 1.0:
-            raise ValueError(f"beta must be in [0, 1), got {self.beta!r}")
+        require_fraction("beta", self.beta)
 
     # -- curves -----------------------------------------------------------------------------
     @property

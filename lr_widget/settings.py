@@ -13,6 +13,7 @@ from typing import Any
 import torch
 
 from lr_widget.schedules import MODES
+from lr_widget.validation import require_fraction, require_int, require_lr, require_real
 
 __all__ = ["AMP_DTYPES", "SweepSettings", "amp_dtype_name"]
 
@@ -34,19 +35,6 @@ def amp_dtype_name(amp_dtype: str | torch.dtype | None) -> str | None:
         valid = ", ".join(f"torch.{key}" for key in AMP_DTYPES)
         raise ValueError(f"amp_dtype must be one of {valid} or None, got {amp_dtype!r}")
     return name
-
-
-def _require_int(name: str, value: object, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    if value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-
-
-def _require_real(name: str, value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{name} must be a real number, got {value!r}")
-    return float(value)
 
 
 @dataclass(frozen=True)
@@ -96,34 +84,29 @@ class SweepSettings:
     max_skipped_steps: int = 20
 
     def __post_init__(self) -> None:
-        start_lr = _require_real("start_lr", self.start_lr)
-        end_lr = _require_real("end_lr", self.end_lr)
-        for name, value in (("start_lr", start_lr), ("end_lr", end_lr)):
-            if not (math.isfinite(value) and value > 0):
-                raise ValueError(f"{name} must be a finite LR > 0, got {value!r}")
+        start_lr = require_lr("start_lr", self.start_lr)
+        end_lr = require_lr("end_lr", self.end_lr)
         if start_lr >= end_lr:
             raise ValueError(
                 f"start_lr must be smaller than end_lr, got start_lr={start_lr!r} >= "
                 f"end_lr={end_lr!r}"
             )
-        _require_int("num_steps", self.num_steps, 2)
+        require_int("num_steps", self.num_steps, 2)
         if self.mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
-        beta = _require_real("beta", self.beta)
-        if not 0.0 <= beta < 1.0:
-            raise ValueError(f"beta must be in [0, 1), got {beta!r}")
-        diverge_factor = _require_real("diverge_factor", self.diverge_factor)
+        require_fraction("beta", self.beta)
+        diverge_factor = require_real("diverge_factor", self.diverge_factor)
         if not diverge_factor > 1.0:
             raise ValueError(f"diverge_factor must be > 1 (or math.inf), got {diverge_factor!r}")
-        _require_int("batches_per_step", self.batches_per_step, 1)
-        _require_int("accumulation_steps", self.accumulation_steps, 1)
+        require_int("batches_per_step", self.batches_per_step, 1)
+        require_int("accumulation_steps", self.accumulation_steps, 1)
         if self.max_grad_norm is not None:
-            norm = _require_real("max_grad_norm", self.max_grad_norm)
+            norm = require_real("max_grad_norm", self.max_grad_norm)
             if not (math.isfinite(norm) and norm > 0):
                 raise ValueError(f"max_grad_norm must be a finite number > 0 or None, got {norm!r}")
         object.__setattr__(self, "amp_dtype", amp_dtype_name(self.amp_dtype))
-        _require_int("val_batches", self.val_batches, 1)
-        _require_int("max_skipped_steps", self.max_skipped_steps, 0)
+        require_int("val_batches", self.val_batches, 1)
+        require_int("max_skipped_steps", self.max_skipped_steps, 0)
 
     @property
     def autocast_dtype(self) -> torch.dtype | None:

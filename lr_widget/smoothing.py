@@ -13,6 +13,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from lr_widget.validation import require_fraction
+
 __all__ = ["DebiasedEMA", "debiased_ema"]
 
 
@@ -32,9 +34,7 @@ class DebiasedEMA:
     """
 
     def __init__(self, beta: float = 0.98) -> None:
-        if not 0.0 <= beta < 1.0:
-            raise ValueError(f"beta must be in [0, 1), got {beta!r}")
-        self.beta = beta
+        self.beta = require_fraction("beta", beta)
         self._average = 0.0
         self._count = 0
 

@@ -22,7 +22,10 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ["RNGState", "TrainingState", "to_host"]
+__all__ = ["MAX_SEED", "RNGState", "TrainingState", "seed_everything", "to_host"]
+
+MAX_SEED = 2**32 - 1
+"""The largest seed every stream accepts (numpy's legacy seeding takes ``[0, 2**32)``)."""
 
 
 def to_host(value: Any, pin: bool = False) -> Any:
@@ -69,6 +72,13 @@ class RNGState:
             torch.cuda.set_rng_state_all(self.torch_cuda)
         np.random.set_state(self.numpy)
         random.setstate(self.python)
+
+
+def seed_everything(seed: int) -> None:
+    """Seed torch (CPU and every CUDA device), numpy and ``random`` with ``seed``."""
+    torch.manual_seed(seed)
+    np.random.seed(seed)
+    random.seed(seed)
 
 
 class TrainingState:

@@ -12,14 +12,12 @@ import argparse
 import contextlib
 import os
 import platform
-import random
 import sys
 import traceback
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 import lr_widget
@@ -45,6 +43,7 @@ from lr_widget.engine import LRFinder
 from lr_widget.result import RangeTestResult
 from lr_widget.schedules import MODES
 from lr_widget.settings import SweepSettings
+from lr_widget.state import seed_everything
 
 __all__ = ["build_parser", "main"]
 
@@ -250,7 +249,7 @@ def _add_lab_parser(commands: Any, common: argparse.ArgumentParser) -> None:
 def _command_demo(args: argparse.Namespace) -> int:
     from lr_widget.demo import make_demo
 
-    _seed_everything(args.seed)
+    seed_everything(args.seed)
     demo = make_demo(seed=args.seed)
     setup = SweepSetup(
         model=demo.model,
@@ -282,18 +281,12 @@ def _torch_threads(count: int) -> Iterator[None]:
 
 def _command_run(args: argparse.Namespace) -> int:
     function = load_setup_function(args.target)
-    _seed_everything(args.seed)
+    seed_everything(args.seed)
     try:
         returned = function()
     except Exception as error:
         raise CommandError(f"{args.target} raised {describe_error(error)}") from error
     return _sweep_and_report(setup_from(returned, args.target), args)
-
-
-def _seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
 
 
 def _sweep_and_report(setup: SweepSetup, args: argparse.Namespace) -> int:

@@ -18,12 +18,12 @@ from lr_widget.engine import LRFinder
 from lr_widget.repeats import RepeatedRangeTest
 from lr_widget.settings import SweepSettings
 from lr_widget.spread import NoiseBand
+from lr_widget.validation import require_lr
 from lr_widget.widget.controls import Controls
 from lr_widget.widget.plot import LossPlot
 from lr_widget.widget.runner import MainThreadQueue
 from lr_widget.widget.scales import snap_range
 from lr_widget.widget.support import (
-    check_lr,
     copy_result,
     has_data,
     label_of,
@@ -68,7 +68,7 @@ class OverlayHalf:
             If an end is not a finite number > 0, ``low >= high``, nothing is recorded, or both
             ends snap to the same recorded LR.
         """
-        low_lr, high_lr = check_lr(low, "low"), check_lr(high, "high")
+        low_lr, high_lr = require_lr("low", low), require_lr("high", high)
         if not low_lr < high_lr:
             raise ValueError(f"low must be smaller than high, got low={low!r}, high={high!r}")
         lrs = self._recorded_lrs()

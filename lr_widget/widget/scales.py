@@ -12,6 +12,8 @@ from collections.abc import Sequence
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from lr_widget.validation import require_lr
+
 __all__ = [
     "decade_ticks",
     "nan_for_inf",
@@ -58,9 +60,7 @@ def nearest_index(lrs: ArrayLike, lr: float) -> int:
     values = np.asarray(lrs, dtype=np.float64)
     if values.size == 0:
         raise ValueError("no recorded LRs to choose from")
-    if not (math.isfinite(lr) and lr > 0):
-        raise ValueError(f"lr must be a finite number > 0, got {lr!r}")
-    return int(np.argmin(np.abs(np.log10(values) - math.log10(lr))))
+    return int(np.argmin(np.abs(np.log10(values) - math.log10(require_lr("lr", lr)))))
 
 
 def robust_y_range(curve: ArrayLike, raw: ArrayLike = ()) -> tuple[float, float] | None:

@@ -20,11 +20,12 @@ from lr_widget.repeats import RepeatedRangeTest
 from lr_widget.result import RangeTestResult
 from lr_widget.schedules import apply_lr, group_lr_ratios
 from lr_widget.suggestions import DEFAULT_RULE, RULES, Suggestion
+from lr_widget.validation import require_lr
 from lr_widget.widget.controls import Controls
 from lr_widget.widget.plot import Curves, LossPlot
 from lr_widget.widget.runner import MainThreadQueue
 from lr_widget.widget.scales import nearest_index
-from lr_widget.widget.support import assign_in_notebook, check_lr
+from lr_widget.widget.support import assign_in_notebook
 
 __all__ = ["SelectionHalf"]
 
@@ -59,7 +60,7 @@ class SelectionHalf:
         ValueError
             If ``lr`` is not a finite number > 0 (``None`` included), or nothing is recorded.
         """
-        wanted = check_lr(lr, "lr")
+        wanted = require_lr("lr", lr)
         lrs = self._recorded_lrs()
         if not lrs:
             raise ValueError("no recorded learning rates to select from yet")

@@ -11,7 +11,6 @@ import dataclasses
 import inspect
 import keyword
 import math
-import numbers
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -32,7 +31,6 @@ __all__ = [
     "CURVATURE_OPTIONS",
     "assign_in_notebook",
     "check_curvature_option",
-    "check_lr",
     "check_widget_options",
     "copy_result",
     "describe_end",
@@ -103,16 +101,6 @@ def check_curvature_option(curvature: Any) -> dict[str, Any] | None:
     raise TypeError(
         f"curvature must be True, False or a dict of estimate_curvature options, got {curvature!r}"
     )
-
-
-def check_lr(lr: Any, name: str = "lr") -> float:
-    """``lr`` as a float, or a ``ValueError`` naming ``name`` unless it is a finite number > 0."""
-    if isinstance(lr, bool) or not isinstance(lr, numbers.Real):
-        raise ValueError(f"{name} must be a finite number > 0, got {lr!r}")
-    value = float(lr)
-    if not (math.isfinite(value) and value > 0):
-        raise ValueError(f"{name} must be a finite number > 0, got {lr!r}")
-    return value
 
 
 def read_result(result: Any) -> AnyResult:

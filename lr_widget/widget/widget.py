@@ -35,6 +35,7 @@ from lr_widget.result import RangeTestResult
 from lr_widget.settings import SweepSettings
 from lr_widget.spread import SuggestionSpread
 from lr_widget.suggestions import RULES, Suggestion
+from lr_widget.validation import require_lr
 from lr_widget.widget.controls import Controls
 from lr_widget.widget.overlaying import OverlayHalf, default_labels
 from lr_widget.widget.plot import LossPlot
@@ -497,9 +498,10 @@ class LRWidget(SweepHalf, SelectionHalf, OverlayHalf, ipywidgets.VBox):
     @traitlets.validate("lr")
     def _validate_lr(self, proposal: dict[str, Any]) -> float | None:
         value = proposal["value"]
-        if value is not None and not (math.isfinite(value) and value > 0):
-            raise traitlets.TraitError(f"lr must be a finite number > 0 or None, got {value!r}")
-        return value  # type: ignore[no-any-return]
+        try:
+            return None if value is None else require_lr("lr", value)
+        except ValueError as error:
+            raise traitlets.TraitError(f"{error} (or None)") from None
 
     @traitlets.validate("lr_range")
     def _validate_lr_range(self, proposal: dict[str, Any]) -> tuple[float, float] | None:
