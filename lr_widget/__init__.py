@@ -6,20 +6,26 @@ load ipywidgets or bqplot.
 
 Examples
 --------
->>> from lr_widget import find_lr  # doctest: +SKIP
->>> result = find_lr(model, train_loader)  # doctest: +SKIP
->>> result.suggested_lr  # doctest: +SKIP
+>>> import torch
+>>> from lr_widget import find_lr
+>>> model = torch.nn.Sequential(torch.nn.Linear(4, 16), torch.nn.ReLU(), torch.nn.Linear(16, 3))
+>>> train_loader = [(torch.randn(32, 4), torch.randint(0, 3, (32,))) for _ in range(8)]
+>>> result = find_lr(model, train_loader, num_steps=50)
+>>> print(result.summary())  # doctest: +ELLIPSIS
+RangeTestResult(... steps, lr 1.00e-07 -> ...)
+...
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from lr_widget.compare import Comparison, load_result
+from lr_widget.compare import Comparison
 from lr_widget.curvature import CurvatureEstimate, estimate_curvature
 from lr_widget.engine import LRFinder, StepEvent, find_lr
-from lr_widget.repeats import RepeatedRangeTest, RepeatedSweep, find_lr_repeated
-from lr_widget.result import RangeTestResult, StopReason
+from lr_widget.repeated import RepeatedRangeTest, load_result
+from lr_widget.repeats import RepeatedSweep, find_lr_repeated
+from lr_widget.result import RangeTestResult, StopReason, SweepResult
 from lr_widget.settings import SweepSettings
 from lr_widget.suggestions import (
     Suggestion,
@@ -47,6 +53,7 @@ __all__ = [
     "StepEvent",
     "StopReason",
     "Suggestion",
+    "SweepResult",
     "SweepSettings",
     "__version__",
     "estimate_curvature",

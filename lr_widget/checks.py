@@ -34,10 +34,8 @@ def make_settings(settings: dict[str, Any]) -> SweepSettings:
 
 
 def check_loss_read_lag(loss_read_lag: Any) -> None:
-    if loss_read_lag is not None:
-        require_int(
-            "loss_read_lag (steps the host may run ahead of the device, or None)", loss_read_lag, 0
-        )
+    if loss_read_lag is not None:  # steps the host may run ahead of the device
+        require_int("loss_read_lag", loss_read_lag, 0)
 
 
 def check_model(model: Any) -> None:

@@ -12,18 +12,17 @@ and loading parses JSON only: it never runs code.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from typing_extensions import Self
 
-from lr_widget.jsonfile import JsonDocument
-from lr_widget.repeats import REPEATED_FORMAT_NAME, RepeatedRangeTest
-from lr_widget.result import FORMAT_NAME, RangeTestResult
+from lr_widget.jsonfile import DocumentError, JsonDocument
+from lr_widget.repeated import load_result, result_from_dict
+from lr_widget.result import SweepResult
 from lr_widget.spread import NoiseBand
 from lr_widget.suggestions import DEFAULT_RULE, Suggestion
 
@@ -40,25 +39,8 @@ __all__ = [
 COMPARISON_FORMAT_NAME = "lr_widget.comparison"
 COMPARISON_FORMAT_VERSION = 1
 
-AnyResult = RangeTestResult | RepeatedRangeTest
-
-
-def result_from_dict(data: Mapping[str, Any]) -> AnyResult:
-    """Rebuild a single or repeated result from its ``to_dict()`` output, by its format name."""
-    kind = data.get("format") if isinstance(data, Mapping) else None
-    if kind == FORMAT_NAME:
-        return RangeTestResult.from_dict(data)
-    if kind == REPEATED_FORMAT_NAME:
-        return RepeatedRangeTest.from_dict(data)
-    raise ValueError(
-        f"not an lr_widget result: format {kind!r}, expected {FORMAT_NAME!r} or "
-        f"{REPEATED_FORMAT_NAME!r}"
-    )
-
-
-def load_result(path: str | os.PathLike[str]) -> AnyResult:
-    """Read a result file saved by either result kind's ``save()``."""
-    return result_from_dict(json.loads(Path(path).read_text(encoding="utf-8")))
+AnyResult = SweepResult
+"""A single or a repeated result (the :class:`~lr_widget.result.SweepResult` protocol)."""
 
 
 @dataclass(frozen=True)
@@ -96,6 +78,7 @@ class Comparison(JsonDocument):
 
     Examples
     --------
+    >>> from lr_widget import RangeTestResult
     >>> a = RangeTestResult(lrs=[1e-3, 1e-2], losses=[1.0, 0.5])
     >>> b = RangeTestResult(lrs=[1e-4, 1e-3, 1e-2], losses=[1.0, 0.9, 0.4])
     >>> comparison = Comparison([a], labels=["sgd"])
@@ -106,6 +89,10 @@ class Comparison(JsonDocument):
     >>> Comparison.from_json(comparison.to_json()).labels
     ['sgd', 'adam']
     """
+
+    format_name: ClassVar[str] = COMPARISON_FORMAT_NAME
+    format_version: ClassVar[int] = COMPARISON_FORMAT_VERSION
+    document_kind: ClassVar[str] = "comparison"
 
     def __init__(
         self, results: Iterable[AnyResult] = (), labels: Sequence[str] | None = None
@@ -124,7 +111,7 @@ class Comparison(JsonDocument):
     def add(self, result: AnyResult, label: str | None = None) -> str:
         """Append ``result`` under ``label`` (default: the next free ``"run N"``); return the
         label."""
-        if not isinstance(result, (RangeTestResult, RepeatedRangeTest)):
+        if not isinstance(result, SweepResult):
             raise TypeError(
                 f"result must be a RangeTestResult or RepeatedRangeTest, got "
                 f"{type(result).__name__}"
@@ -187,7 +174,7 @@ class Comparison(JsonDocument):
     # -- reading ----------------------------------------------------------------------------
     def bands(self) -> dict[str, NoiseBand]:
         """Each entry as a band to draw (zero width, ``count`` 1, for a single run)."""
-        return {label: _band(result) for label, result in self._entries}
+        return {label: result.band() for label, result in self._entries}
 
     def suggestions(self, rule: str = DEFAULT_RULE) -> dict[str, Suggestion]:
         """Each entry's ``rule`` suggestion (the robust pick for a repeated result)."""
@@ -207,32 +194,19 @@ class Comparison(JsonDocument):
         return f"Comparison({len(self)} results: {', '.join(self.labels)})"
 
     # -- serialisation ----------------------------------------------------------------------
-    def to_dict(self) -> dict[str, Any]:
-        """A strict-JSON-safe dictionary: every entry's label and ``result.to_dict()``."""
+    def _to_fields(self) -> dict[str, Any]:
+        """Every entry's label and ``result.to_dict()``."""
         return {
-            "format": COMPARISON_FORMAT_NAME,
-            "version": COMPARISON_FORMAT_VERSION,
             "entries": [
                 {"label": label, "result": result.to_dict()} for label, result in self._entries
             ],
         }
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> Self:
-        """Rebuild from :meth:`to_dict`'s output, checking its shape."""
-        if not isinstance(data, Mapping) or data.get("format") != COMPARISON_FORMAT_NAME:
-            raise ValueError(
-                f"not an lr_widget comparison (expected format {COMPARISON_FORMAT_NAME!r})"
-            )
-        version = data.get("version")
-        if not isinstance(version, int) or version > COMPARISON_FORMAT_VERSION:
-            raise ValueError(
-                f"unsupported comparison version {version!r}; this lr_widget reads versions up "
-                f"to {COMPARISON_FORMAT_VERSION}"
-            )
+    def _from_fields(cls, data: Mapping[str, Any]) -> Self:
         entries = data.get("entries")
         if not isinstance(entries, list) or not all(isinstance(e, Mapping) for e in entries):
-            raise ValueError("entries must be a list of {'label': ..., 'result': ...} objects")
+            raise DocumentError("entries must be a list of {'label': ..., 'result': ...} objects")
         labels = [entry.get("label") for entry in entries]
         results = [result_from_dict(entry.get("result", {})) for entry in entries]
         return cls(results, labels)  # add() checks each label
@@ -247,22 +221,14 @@ class Comparison(JsonDocument):
         return cls([load_result(file) for file in files], names)
 
 
-def _band(result: AnyResult) -> NoiseBand:
-    if isinstance(result, RepeatedRangeTest):
-        return result.band()
-    return NoiseBand.from_result(result)
-
-
 def _row(label: str, result: AnyResult, rule: str) -> ComparisonRow:
-    if isinstance(result, RepeatedRangeTest):
-        spread = result.spread(rule)
-        stops = sorted({str(run.stop_reason) for run in result.runs})
-        return ComparisonRow(
-            label,
-            len(result.runs),
-            result.suggest(rule),
-            spread.low_lr,
-            spread.high_lr,
-            "/".join(stops) or "no runs",
-        )
-    return ComparisonRow(label, 1, result.suggest(rule), None, None, str(result.stop_reason))
+    spread = result.spreads().get(rule)
+    stops = sorted({str(run.stop_reason) for run in result.runs})
+    return ComparisonRow(
+        label,
+        len(result.runs),
+        result.suggest(rule),
+        None if spread is None else spread.low_lr,
+        None if spread is None else spread.high_lr,
+        "/".join(stops) or "no runs",
+    )

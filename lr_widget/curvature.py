@@ -26,15 +26,26 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import torch
+from typing_extensions import Self
 
 from lr_widget.batches import LossComputer, LossFn, StepFn, move_to_device
-from lr_widget.schedules import group_lr_ratios
+from lr_widget.hessian import HessianOperator, TopEigenpair, scaled_operator, top_eigenvalue
+from lr_widget.jsonfile import DocumentError, JsonDocument, encode_float
 from lr_widget.state import TrainingState, seed_everything
+from lr_widget.update_rules import (
+    UpdateRule,
+    adam_denominator,
+    coupled_decay,
+    estimated_denominator,
+    lr_ratio,
+    per_coordinate,
+    update_rule,
+)
 from lr_widget.validation import require_fraction, require_int
 
 __all__ = [
@@ -47,8 +58,7 @@ __all__ = [
 ]
 
 CURVATURE_FORMAT_NAME = "lr_widget.curvature"
-
-Operator = Callable[[torch.Tensor], torch.Tensor]
+CURVATURE_FORMAT_VERSION = 1
 
 
 # -- the bound --------------------------------------------------------------------------------
@@ -81,7 +91,7 @@ def lr_stability_bound(
 
 
 @dataclass(frozen=True)
-class CurvatureEstimate:
+class CurvatureEstimate(JsonDocument):
     """The sharpness at the starting weights and the LR bound it implies.
 
     Attributes
@@ -119,6 +129,10 @@ class CurvatureEstimate:
     True
     """
 
+    format_name: ClassVar[str] = CURVATURE_FORMAT_NAME
+    format_version: ClassVar[int] = CURVATURE_FORMAT_VERSION
+    document_kind: ClassVar[str] = "curvature estimate"
+
     lambda_max: float
     lr_bound: float | None
     optimizer_kind: str
@@ -145,279 +159,26 @@ class CurvatureEstimate:
             f"({sharpness} {self.lambda_max:.3g}{extra}{unconverged})"
         )
 
-    def to_dict(self) -> dict[str, Any]:
-        """A strict-JSON-safe dictionary (a non-finite ``lambda_max`` becomes a string)."""
+    def _to_fields(self) -> dict[str, Any]:
+        """Strict-JSON-safe fields (a non-finite ``lambda_max`` becomes a string)."""
         data = asdict(self)
-        if not math.isfinite(self.lambda_max):
-            data["lambda_max"] = str(self.lambda_max)
-        return {"format": CURVATURE_FORMAT_NAME, "version": 1, **data}
+        data["lambda_max"] = encode_float(self.lambda_max)
+        return data
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> CurvatureEstimate:
-        """Rebuild from :meth:`to_dict`'s output."""
-        if not isinstance(data, Mapping) or data.get("format") != CURVATURE_FORMAT_NAME:
-            raise ValueError(
-                f"not a curvature estimate (expected format {CURVATURE_FORMAT_NAME!r})"
-            )
+    def _from_fields(cls, data: Mapping[str, Any]) -> Self:
         names = set(cls.__dataclass_fields__)
         values = {key: value for key, value in data.items() if key in names}
-        values["lambda_max"] = float(values["lambda_max"])  # "nan"/"inf" strings parse too
+        if "lambda_max" not in values:
+            raise DocumentError("the curvature estimate has no lambda_max field")
+        lambda_max = values["lambda_max"]
+        if isinstance(lambda_max, bool) or not isinstance(lambda_max, (int, float, str)):
+            raise DocumentError(f"lambda_max must be a number, got {lambda_max!r}")
+        try:
+            values["lambda_max"] = float(lambda_max)  # "NaN"/"Infinity" (and older "nan") too
+        except ValueError:
+            raise DocumentError(f"lambda_max must be a number, got {lambda_max!r}") from None
         return cls(**values)
-
-
-# -- Lanczos ----------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class TopEigenpair:
-    """The outcome of :func:`top_eigenvalue`: the top Ritz value and vector, and the residual
-    ``||A x - lambda x||`` that bounds their error."""
-
-    eigenvalue: float
-    vector: torch.Tensor
-    iterations: int
-    converged: bool
-    residual: float
-
-
-def top_eigenvalue(
-    operator: Operator, start: torch.Tensor, *, max_iterations: int = 100, tolerance: float = 1e-3
-) -> TopEigenpair:
-    """The largest (most positive) eigenvalue of a symmetric linear ``operator`` on vectors.
-
-    Lanczos iteration from ``start`` with full re-orthogonalisation: after ``k`` products the top
-    eigenvalue of the small tridiagonal matrix (a Ritz value) approximates the operator's, and the
-    residual ``||A x - theta x|| = beta_k |y_k|`` comes for free. It stops when that residual is at
-    most ``tolerance * |theta|``; for a symmetric operator the eigenvalue's error is then at most
-    the residual, and typically its square over the spectral gap. Unlike power iteration, the most
-    positive eigenvalue is found directly even when a negative one is larger in magnitude, and a
-    slowly changing estimate cannot pass for a converged one. Memory: the basis holds up to
-    ``max_iterations + 1`` vectors of ``start``'s size.
-
-    Examples
-    --------
-    >>> matrix = torch.diag(torch.tensor([-10.0, 3.0, 1.0], dtype=torch.float64))
-    >>> found = top_eigenvalue(lambda v: matrix @ v, torch.ones(3, dtype=torch.float64))
-    >>> round(found.eigenvalue, 6), found.converged
-    (3.0, True)
-    """
-    basis = [start / start.norm()]
-    alphas: list[float] = []
-    betas: list[float] = []
-    theta, ritz, residual, converged = math.nan, torch.ones(1, dtype=torch.float64), math.inf, False
-    steps = min(max_iterations, start.numel())
-    for _ in range(steps):
-        product = operator(basis[-1])
-        alphas.append(float(torch.dot(product, basis[-1])))
-        stacked = torch.stack(basis)
-        for _pass in range(2):  # twice: classical Gram-Schmidt loses orthogonality once
-            product = product - stacked.T @ (stacked @ product)
-        beta = float(product.norm())
-        theta, ritz = _top_ritz_pair(alphas, betas)
-        residual = beta * abs(float(ritz[-1]))
-        if not math.isfinite(theta):
-            break
-        if residual <= tolerance * abs(theta) or beta <= 1e-12 * max(abs(theta), 1e-30):
-            converged = True
-            break
-        betas.append(beta)
-        basis.append(product / beta)
-    basis = basis[: len(alphas)]
-    vector = torch.stack(basis).T @ ritz.to(basis[0].dtype)
-    return TopEigenpair(theta, vector, len(alphas), converged, residual)
-
-
-def _top_ritz_pair(alphas: list[float], betas: list[float]) -> tuple[float, torch.Tensor]:
-    """The top eigenpair of the Lanczos tridiagonal matrix (diagonal ``alphas``, off ``betas``)."""
-    size = len(alphas)
-    tridiagonal = torch.diag(torch.tensor(alphas, dtype=torch.float64))
-    if size > 1:
-        off = torch.tensor(betas[: size - 1], dtype=torch.float64)
-        tridiagonal += torch.diag(off, 1) + torch.diag(off, -1)
-    if not bool(torch.isfinite(tridiagonal).all()):
-        return math.nan, torch.full((size,), math.nan, dtype=torch.float64)
-    values, vectors = torch.linalg.eigh(tridiagonal)
-    return float(values[-1]), vectors[:, -1]
-
-
-# -- the operator -----------------------------------------------------------------------------
-class _HessianOperator:
-    """``v -> mean over batches of H_b v`` on the flattened trainable parameters."""
-
-    def __init__(
-        self,
-        params: list[torch.nn.Parameter],
-        batches: list[Any],
-        losses: LossComputer,
-        seed: int,
-    ) -> None:
-        self.params = params
-        self.batches = batches
-        self.losses = losses
-        self.seed = seed
-
-    def gradients(self) -> list[torch.Tensor]:
-        """The flat gradient of each batch's loss (no graph kept)."""
-        return [_flat(self._grad(index, create_graph=False)) for index in range(len(self.batches))]
-
-    def __call__(self, vector: torch.Tensor) -> torch.Tensor:
-        total = torch.zeros_like(vector)
-        for index in range(len(self.batches)):
-            grads = self._grad(index, create_graph=True)
-            pieces = zip(grads, self._split(vector), strict=True)
-            dot = torch.stack([(g * v).sum() for g, v in pieces]).sum()
-            hvp = torch.autograd.grad(dot, self.params, allow_unused=True)
-            total += _flat(_zeros_for_unused(hvp, self.params)).detach()
-        return total / len(self.batches)
-
-    def _grad(self, index: int, create_graph: bool) -> list[torch.Tensor]:
-        # Same seed for a batch at every product: any randomness left in the forward pass (a
-        # dropout applied functionally) draws the same numbers, so the operator stays fixed.
-        torch.manual_seed(self.seed + index)
-        with torch.enable_grad():
-            loss = self.losses(self.batches[index])
-            grads = torch.autograd.grad(
-                loss, self.params, create_graph=create_graph, allow_unused=True
-            )
-        return _zeros_for_unused(grads, self.params)
-
-    def _split(self, vector: torch.Tensor) -> list[torch.Tensor]:
-        pieces = torch.split(vector, [p.numel() for p in self.params])
-        return [piece.view_as(p) for piece, p in zip(pieces, self.params, strict=True)]
-
-
-def _zeros_for_unused(
-    grads: Iterable[torch.Tensor | None], params: list[torch.nn.Parameter]
-) -> list[torch.Tensor]:
-    return [torch.zeros_like(p) if g is None else g for g, p in zip(grads, params, strict=True)]
-
-
-def _flat(tensors: list[torch.Tensor]) -> torch.Tensor:
-    return torch.cat([t.reshape(-1) for t in tensors])
-
-
-def _scaled(operator: Operator, scale_sqrt: torch.Tensor, decay: torch.Tensor) -> Operator:
-    """``v -> S (H + W) S v`` with diagonal ``S`` (LR ratios, Adam's preconditioner) and ``W``
-    (coupled weight decay): symmetric, with the eigenvalues of ``S^2 (H + W)``."""
-
-    def apply(vector: torch.Tensor) -> torch.Tensor:
-        inner = scale_sqrt * vector
-        return scale_sqrt * (operator(inner) + decay * inner)
-
-    return apply
-
-
-# -- the optimizer's update rule --------------------------------------------------------------
-@dataclass(frozen=True)
-class _UpdateRule:
-    kind: str
-    momentum: float = 0.0
-    dampening: float = 0.0
-    nesterov: bool = False
-    problem: str = ""
-
-    @property
-    def adaptive(self) -> bool:
-        return self.kind == "adam"
-
-    @property
-    def formula(self) -> str:
-        if self.kind == "adam":
-            return "2(1+β1)/((1-β1)λ)"
-        if self.kind == "sgd-nesterov":
-            return "2(1+μ)/((1+2μ)λ)"
-        if self.kind == "sgd-momentum":
-            return "2(1+μ)/λ" if self.dampening == 0 else "2(1+μ)/((1-d)λ)"
-        return "2/λ"
-
-
-def _shared(optimizer: torch.optim.Optimizer, key: str, default: Any) -> tuple[Any, str]:
-    """The value of ``key`` in every parameter group, or a problem if the groups disagree."""
-    values = {repr(group.get(key, default)) for group in optimizer.param_groups}
-    value = optimizer.param_groups[0].get(key, default)
-    if len(values) > 1:
-        return value, f"its parameter groups use different {key} ({', '.join(sorted(values))})"
-    return value, ""
-
-
-def _update_rule(optimizer: torch.optim.Optimizer) -> _UpdateRule:
-    if isinstance(optimizer, torch.optim.SGD):
-        momentum, problem = _shared(optimizer, "momentum", 0.0)
-        dampening, problem_d = _shared(optimizer, "dampening", 0.0)
-        nesterov, problem_n = _shared(optimizer, "nesterov", False)
-        problem = problem or problem_d or problem_n
-        if momentum == 0:
-            return _UpdateRule("gd", problem=problem)
-        kind = "sgd-nesterov" if nesterov else "sgd-momentum"
-        return _UpdateRule(kind, float(momentum), float(dampening), bool(nesterov), problem)
-    if isinstance(optimizer, (torch.optim.Adam, torch.optim.AdamW)):
-        betas, problem = _shared(optimizer, "betas", (0.9, 0.999))
-        beta1 = float(betas[0])
-        return _UpdateRule("adam", beta1, beta1, False, problem)
-    name = type(optimizer).__name__
-    return _UpdateRule("unsupported", problem=f"no stability bound is implemented for {name}")
-
-
-GroupValue = Callable[[Mapping[str, Any], float], float]
-
-
-def _per_coordinate(
-    optimizer: torch.optim.Optimizer, params: list[torch.nn.Parameter], value: GroupValue
-) -> torch.Tensor:
-    """A flat vector holding, for each parameter, ``value(group, lr_ratio)`` of its group."""
-    value_of: dict[int, float] = {}
-    for group, ratio in zip(optimizer.param_groups, group_lr_ratios(optimizer), strict=True):
-        value_of.update((id(p), float(value(group, ratio))) for p in group["params"])
-    device = params[0].device
-    pieces = [torch.full((p.numel(),), value_of[id(p)], dtype=p.dtype) for p in params]
-    return torch.cat(pieces).to(device)
-
-
-def _coupled_decay(optimizer: torch.optim.Optimizer) -> GroupValue:
-    """Weight decay that enters the gradient (SGD, Adam), not AdamW's decoupled shrinkage."""
-
-    def decay(group: Mapping[str, Any], ratio: float) -> float:
-        decoupled = isinstance(optimizer, torch.optim.AdamW) or group.get("decoupled_weight_decay")
-        return 0.0 if decoupled else float(group.get("weight_decay", 0.0))
-
-    return decay
-
-
-def _lr_ratio(group: Mapping[str, Any], ratio: float) -> float:
-    return ratio
-
-
-def _eps(group: Mapping[str, Any], ratio: float) -> float:
-    return float(group.get("eps", 1e-8))
-
-
-def _adam_denominator(
-    optimizer: torch.optim.Optimizer, params: list[torch.nn.Parameter]
-) -> torch.Tensor | None:
-    """``sqrt(v_hat) + eps`` from the optimizer's state, flat; ``None`` if any is missing."""
-    pieces = []
-    for group in optimizer.param_groups:
-        beta2, eps = float(group["betas"][1]), float(group["eps"])
-        held = {id(p) for p in group["params"]}
-        for param in (p for p in params if id(p) in held):
-            state = optimizer.state.get(param, {})
-            key = "max_exp_avg_sq" if group.get("amsgrad") else "exp_avg_sq"
-            if key not in state or float(state["step"]) == 0:
-                return None
-            correction = 1.0 - beta2 ** float(state["step"])
-            pieces.append((param, (state[key] / correction).sqrt() + eps))
-    order = {id(p): index for index, p in enumerate(params)}
-    pieces.sort(key=lambda item: order[id(item[0])])
-    return _flat([piece.detach() for _, piece in pieces])
-
-
-def _estimated_denominator(
-    optimizer: torch.optim.Optimizer, params: list[torch.nn.Parameter], hessian: _HessianOperator
-) -> torch.Tensor:
-    """``sqrt(mean squared gradient) + eps`` over the batches: Adam's ``sqrt(v_hat) + eps``
-    after its first steps at a tiny LR (coupled weight decay included in the gradient)."""
-    decay = _per_coordinate(optimizer, params, _coupled_decay(optimizer))
-    weights = _flat([p.detach() for p in params])
-    squares = torch.stack([(g + decay * weights) ** 2 for g in hessian.gradients()])
-    return squares.mean(dim=0).sqrt() + _per_coordinate(optimizer, params, _eps)
 
 
 # -- the estimate -----------------------------------------------------------------------------
@@ -479,16 +240,16 @@ def estimate_curvature(
     if optimizer is None:
         optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad])
     params = _trained_params(model, optimizer)
-    rule = _update_rule(optimizer)
+    rule = update_rule(optimizer)
     snapshot = TrainingState.capture(model)
     try:
         seed_everything(seed)
         _set_mode(model, mode)
         batches = _first_batches(train_data, num_batches, params[0].device)
-        hessian = _HessianOperator(params, batches, LossComputer(model, loss_fn, step_fn), seed)
+        hessian = HessianOperator(params, batches, LossComputer(model, loss_fn, step_fn), seed)
         scale, source = _update_scale(rule, optimizer, params, hessian, estimate_second_moment)
-        decay = _per_coordinate(optimizer, params, _coupled_decay(optimizer))
-        operator = _scaled(hessian, scale.sqrt(), decay)
+        decay = per_coordinate(optimizer, params, coupled_decay(optimizer))
+        operator = scaled_operator(hessian, scale.sqrt(), decay)
         start = _start_vector(scale, seed)
         found = top_eigenvalue(operator, start, max_iterations=max_iterations, tolerance=tolerance)
     finally:
@@ -503,29 +264,29 @@ def _start_vector(like: torch.Tensor, seed: int) -> torch.Tensor:
 
 
 def _update_scale(
-    rule: _UpdateRule,
+    rule: UpdateRule,
     optimizer: torch.optim.Optimizer,
     params: list[torch.nn.Parameter],
-    hessian: _HessianOperator,
+    hessian: HessianOperator,
     estimate_second_moment: bool,
 ) -> tuple[torch.Tensor, str]:
     """Per coordinate, the factor the update applies to the gradient, relative to the swept LR:
     the group's LR ratio, divided by Adam's ``sqrt(v_hat) + eps``; and where ``v`` came from
     (``""`` when not preconditioned)."""
-    scale = _per_coordinate(optimizer, params, _lr_ratio)
+    scale = per_coordinate(optimizer, params, lr_ratio)
     if not rule.adaptive:
         return scale, ""
-    denominator = _adam_denominator(optimizer, params)
+    denominator = adam_denominator(optimizer, params)
     if denominator is not None:
         return scale / denominator, "Adam's state"
     if not estimate_second_moment:
         return scale, ""
-    estimated = _estimated_denominator(optimizer, params, hessian)
+    estimated = estimated_denominator(optimizer, params, hessian)
     return scale / estimated, f"v estimated from {len(hessian.batches)} batches' squared gradients"
 
 
 def _describe(
-    rule: _UpdateRule, found: TopEigenpair, batches: int, source: str
+    rule: UpdateRule, found: TopEigenpair, batches: int, source: str
 ) -> CurvatureEstimate:
     lam, preconditioned = found.eigenvalue, bool(source)
     reason = _no_bound_reason(rule, lam, preconditioned)
@@ -557,7 +318,7 @@ def _describe(
     )
 
 
-def _no_bound_reason(rule: _UpdateRule, lam: float, preconditioned: bool) -> str:
+def _no_bound_reason(rule: UpdateRule, lam: float, preconditioned: bool) -> str:
     if rule.problem:
         return f"no single stability bound: {rule.problem}"
     if rule.adaptive and not preconditioned:
@@ -573,7 +334,7 @@ def _no_bound_reason(rule: _UpdateRule, lam: float, preconditioned: bool) -> str
     return ""
 
 
-def _detail(rule: _UpdateRule, source: str) -> str:
+def _detail(rule: UpdateRule, source: str) -> str:
     if rule.kind == "adam":
         return f"β1 {rule.momentum:g}, {source}"
     if rule.kind == "gd":

@@ -4,31 +4,47 @@ A :class:`RangeTestResult` keeps the raw loss of every step (and the validation 
 measured); the smoothed curves are derived from them on demand, so a curve can be re-smoothed
 with another ``beta`` without a new sweep. Results save to strict JSON (no pickles: loading a file
 someone sent you runs no code) and export to CSV.
+
+A :class:`RangeTestResult` is a :class:`~lr_widget.sweep_result.SweepResult`, the protocol it
+shares with repeated sweeps.
 """
 
 from __future__ import annotations
 
-import csv
-import math
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from enum import Enum
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
+from numpy.typing import NDArray
 from typing_extensions import Self
 
-from lr_widget.jsonfile import JsonDocument
+from lr_widget.jsonfile import (
+    DocumentError,
+    decode_floats,
+    decode_tree,
+    encode_floats,
+    encode_tree,
+    require_mapping,
+)
 from lr_widget.smoothing import debiased_ema
-from lr_widget.suggestions import DEFAULT_RULE, Suggestion, SuggestionSource, suggest
+from lr_widget.spread import NoiseBand
+from lr_widget.suggestions import DEFAULT_RULE, Suggestion, suggest
+from lr_widget.sweep_result import SweepResult, write_csv
 from lr_widget.validation import require_fraction
 
-__all__ = ["FORMAT_NAME", "FORMAT_VERSION", "RangeTestResult", "StopReason"]
+if TYPE_CHECKING:
+    pass
+
+__all__ = ["FORMAT_NAME", "FORMAT_VERSION", "RangeTestResult", "StopReason", "SweepResult"]
 
 FORMAT_NAME = "lr_widget.range_test"
 FORMAT_VERSION = 1
+
+FloatArray = NDArray[np.float64]
 
 
 class StopReason(str, Enum):
@@ -46,7 +62,7 @@ class StopReason(str, Enum):
 
 
 @dataclass
-class RangeTestResult(SuggestionSource, JsonDocument):
+class RangeTestResult(SweepResult):
     """The curve of one LR range test.
 
     Attributes
@@ -75,6 +91,10 @@ class RangeTestResult(SuggestionSource, JsonDocument):
     >>> RangeTestResult.from_json(result.to_json()) == result
     True
     """
+
+    format_name: ClassVar[str] = FORMAT_NAME
+    format_version: ClassVar[int] = FORMAT_VERSION
+    document_kind: ClassVar[str] = "range-test result"
 
     lrs: list[float]
     losses: list[float]
@@ -124,9 +144,36 @@ class RangeTestResult(SuggestionSource, JsonDocument):
         smoothed_val = self.smoothed_val_losses
         return self.smoothed_losses if smoothed_val is None else smoothed_val
 
-    def with_beta(self, beta: float) -> RangeTestResult:
-        """A copy re-smoothed with ``beta`` (no new sweep)."""
+    def with_beta(self, beta: float) -> Self:
+        """A copy re-smoothed with ``beta`` (no new sweep; this result is unchanged)."""
         return replace(self, beta=beta)
+
+    # -- the protocol -----------------------------------------------------------------------
+    @property
+    def runs(self) -> list[RangeTestResult]:
+        """``[self]``: a single sweep is its only run."""
+        return [self]
+
+    def band(self) -> NoiseBand:
+        """The curve as a band of zero width (``count`` 1)."""
+        return NoiseBand.from_curves(self.lrs, [self.curve])
+
+    def shown_curve(self) -> tuple[FloatArray, FloatArray]:
+        """``(lrs, curve)``: the recorded LRs and the smoothed curve the suggestions read."""
+        return np.asarray(self.lrs, dtype=np.float64), self.curve
+
+    @property
+    def outcome(self) -> str:
+        """The stop reason's value: ``"completed"``, ``"diverged"``, ``"stopped"``..."""
+        return self.stop_reason.value
+
+    def describe_end(self) -> str:
+        """``"<stop reason>: <detail>"``, not repeating the reason when the detail starts with
+        it."""
+        reason, detail = str(self.stop_reason), self.stop_detail
+        if not detail or detail.startswith(reason):
+            return detail or reason
+        return f"{reason}: {detail}"
 
     # -- suggestions ------------------------------------------------------------------------
     def suggest(self, rule: str = DEFAULT_RULE) -> Suggestion:
@@ -134,56 +181,51 @@ class RangeTestResult(SuggestionSource, JsonDocument):
         return suggest(self.lrs, self.curve, rule)
 
     # -- serialisation ----------------------------------------------------------------------
-    def to_dict(self) -> dict[str, Any]:
-        """A strict-JSON-safe dictionary (non-finite floats become ``"NaN"``/``"Infinity"``)."""
+    def _to_fields(self) -> dict[str, Any]:
+        """Strict-JSON-safe fields (non-finite floats become ``"NaN"``/``"Infinity"``)."""
         return {
-            "format": FORMAT_NAME,
-            "version": FORMAT_VERSION,
-            "lrs": _encode_floats(self.lrs),
-            "losses": _encode_floats(self.losses),
-            "val_losses": None if self.val_losses is None else _encode_floats(self.val_losses),
+            "lrs": encode_floats(self.lrs),
+            "losses": encode_floats(self.losses),
+            "val_losses": None if self.val_losses is None else encode_floats(self.val_losses),
             "beta": self.beta,
             "stop_reason": self.stop_reason.value,
             "stop_detail": self.stop_detail,
             "error": self.error,
-            "settings": _encode_tree(self.settings),
-            "timings": _encode_tree(self.timings),
-            "metadata": _encode_tree(self.metadata),
+            "settings": encode_tree(self.settings),
+            "timings": encode_tree(self.timings),
+            "metadata": encode_tree(self.metadata),
         }
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> Self:
-        """Rebuild a result from :meth:`to_dict`'s output, checking its shape."""
-        if not isinstance(data, Mapping) or data.get("format") != FORMAT_NAME:
-            raise ValueError(
-                f"not an lr_widget range-test result (expected format {FORMAT_NAME!r})"
-            )
-        version = data.get("version")
-        if not isinstance(version, int) or version > FORMAT_VERSION:
-            raise ValueError(
-                f"unsupported result version {version!r}; this lr_widget reads versions up to "
-                f"{FORMAT_VERSION}"
-            )
+    def _from_fields(cls, data: Mapping[str, Any]) -> Self:
         missing = [key for key in ("lrs", "losses") if key not in data]
         if missing:
-            raise ValueError(f"the result document has no {' or '.join(missing)} field")
-        val_losses = data.get("val_losses")
+            raise DocumentError(f"the result document has no {' or '.join(missing)} field")
+        val_losses, beta = data.get("val_losses"), data.get("beta", 0.98)
+        if isinstance(beta, bool) or not isinstance(beta, (int, float)):
+            raise DocumentError(f"beta must be a number in [0, 1), got {beta!r}")
+        error = data.get("error")
+        stop_reason = data.get("stop_reason", "completed")
+        if stop_reason not in {reason.value for reason in StopReason}:
+            raise DocumentError(
+                f"stop_reason must be one of {[reason.value for reason in StopReason]}, got "
+                f"{stop_reason!r}"
+            )
         return cls(
-            lrs=_decode_floats(data["lrs"], "lrs"),
-            losses=_decode_floats(data["losses"], "losses"),
-            val_losses=None if val_losses is None else _decode_floats(val_losses, "val_losses"),
-            beta=float(data.get("beta", 0.98)),
-            stop_reason=StopReason(data.get("stop_reason", "completed")),
+            lrs=decode_floats(data["lrs"], "lrs"),
+            losses=decode_floats(data["losses"], "losses"),
+            val_losses=None if val_losses is None else decode_floats(val_losses, "val_losses"),
+            beta=float(beta),
+            stop_reason=StopReason(stop_reason),
             stop_detail=str(data.get("stop_detail", "")),
-            error=None if data.get("error") is None else str(data["error"]),
-            settings=_decode_tree(_require_mapping(data.get("settings", {}), "settings")),
-            timings=_decode_tree(_require_mapping(data.get("timings", {}), "timings")),
-            metadata=_decode_tree(_require_mapping(data.get("metadata", {}), "metadata")),
+            error=None if error is None else str(error),
+            settings=decode_tree(require_mapping(data.get("settings", {}), "settings")),
+            timings=decode_tree(require_mapping(data.get("timings", {}), "timings")),
+            metadata=decode_tree(require_mapping(data.get("metadata", {}), "metadata")),
         )
 
     def to_csv(self, path: str | os.PathLike[str]) -> Path:
         """Write one row per step: step, lr, loss, smoothed_loss (and the validation columns)."""
-        target = Path(path)
         columns: dict[str, Sequence[float]] = {
             "lr": self.lrs,
             "loss": self.losses,
@@ -193,12 +235,7 @@ class RangeTestResult(SuggestionSource, JsonDocument):
         if self.val_losses is not None and smoothed_val is not None:
             columns["val_loss"] = self.val_losses
             columns["smoothed_val_loss"] = smoothed_val.tolist()
-        with target.open("w", newline="", encoding="utf-8") as handle:
-            writer = csv.writer(handle)
-            writer.writerow(["step", *columns])
-            for step in range(self.num_steps):
-                writer.writerow([step, *(repr(float(values[step])) for values in columns.values())])
-        return target
+        return write_csv(path, columns)
 
     # -- display ----------------------------------------------------------------------------
     def summary(self) -> str:
@@ -225,59 +262,3 @@ class RangeTestResult(SuggestionSource, JsonDocument):
             f"RangeTestResult({self.num_steps} steps, lr {self.lrs[0]:.2e} -> {self.lrs[-1]:.2e}, "
             f"{stop}, suggestion {pick}{took})"
         )
-
-
-_NON_FINITE = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
-
-
-def _encode_float(value: float) -> float | str:
-    value = float(value)
-    if math.isfinite(value):
-        return value
-    return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
-
-
-def _encode_floats(values: Sequence[float]) -> list[float | str]:
-    return [_encode_float(value) for value in values]
-
-
-def _decode_floats(values: Any, name: str) -> list[float]:
-    if not isinstance(values, list):
-        raise ValueError(f"{name} must be a list of numbers, got {type(values).__name__}")
-    decoded = []
-    for value in values:
-        if isinstance(value, str) and value in _NON_FINITE:
-            decoded.append(_NON_FINITE[value])
-        elif isinstance(value, (int, float)) and not isinstance(value, bool):
-            decoded.append(float(value))
-        else:
-            raise ValueError(f"{name} must hold numbers, got {value!r}")
-    return decoded
-
-
-def _encode_tree(value: Any) -> Any:
-    if isinstance(value, float):
-        return _encode_float(value)
-    if isinstance(value, Mapping):
-        return {str(key): _encode_tree(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_encode_tree(item) for item in value]
-    if value is None or isinstance(value, (str, int, bool)):
-        return value
-    return str(value)
-
-
-def _decode_tree(value: Any) -> Any:
-    if isinstance(value, str) and value in _NON_FINITE:
-        return _NON_FINITE[value]
-    if isinstance(value, Mapping):
-        return {key: _decode_tree(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_decode_tree(item) for item in value]
-    return value
-
-
-def _require_mapping(value: Any, name: str) -> Mapping[str, Any]:
-    if not isinstance(value, Mapping):
-        raise ValueError(f"{name} must be a JSON object, got {type(value).__name__}")
-    return value

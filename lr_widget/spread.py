@@ -8,14 +8,13 @@ live in :class:`lr_widget.repeats.RepeatedRangeTest`, which builds these.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from lr_widget.result import RangeTestResult
 from lr_widget.suggestions import Suggestion
 
 __all__ = [
@@ -29,6 +28,16 @@ __all__ = [
 
 FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.int64]
+
+
+class _Curve(Protocol):
+    """Anything with recorded LRs and the smoothed curve over them (a single run's result)."""
+
+    @property
+    def lrs(self) -> Sequence[float]: ...
+
+    @property
+    def curve(self) -> FloatArray: ...
 
 
 # -- the band ---------------------------------------------------------------------------------
@@ -95,7 +104,7 @@ class NoiseBand:
         return cls(grid, median, low, high, count, matrix)
 
     @classmethod
-    def from_result(cls, result: RangeTestResult) -> NoiseBand:
+    def from_result(cls, result: _Curve) -> NoiseBand:
         """A single run as a band of zero width (``count`` 1), so single and repeated results
         draw through the same code."""
         return cls.from_curves(result.lrs, [result.curve])

@@ -29,6 +29,7 @@ from lr_widget.cli import (
     main,
 )
 from lr_widget.engine import LRFinder, StepEvent
+from lr_widget.repeated import RepeatedRangeTest
 from lr_widget.result import RangeTestResult
 from lr_widget.suggestions import DEFAULT_RULE, RULES
 
@@ -169,8 +170,10 @@ def test_python_m_lr_widget_demo_writes_json_svg_and_prints_the_table(tmp_path: 
     assert result.lrs[0] == pytest.approx(1e-7)
     svg = ElementTree.parse(tmp_path / "tmp" / "range_test.svg").getroot()
     assert svg.tag == "{http://www.w3.org/2000/svg}svg"
-    markers = svg.findall(".//{http://www.w3.org/2000/svg}circle[@class='marker']")
-    assert len(markers) == sum(s.ok for s in result.suggestions().values())
+    legend = "".join(svg.itertext())
+    answered = [s for s in result.suggestions().values() if s.lr is not None]
+    assert answered
+    assert all(f"{s.rule} {s.lr:.1e}" in legend for s in answered)  # every suggestion marked
     assert set(table_rows(completed.stdout)) == set(RULES)
     assert str(Path("tmp") / "range_test.json") in completed.stdout
     assert str(Path("tmp") / "range_test.svg") in completed.stdout
@@ -485,6 +488,39 @@ def test_show_beta_resmooths_before_suggesting(
     assert RangeTestResult.load(path).beta == 0.98  # the file itself is not changed
 
 
+def test_show_reads_a_repeated_result_and_draws_its_band(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    runs = [noisy_result().with_beta(0.9) for _ in range(3)]
+    repeated = RepeatedRangeTest(runs, seeds=[0, 1, 2], repeats=3)
+    path = repeated.save(tmp_path / "repeats.json")
+    code, out, err = run_cli(
+        capsys, "show", path, "--picture", tmp_path / "band.png", "--csv", tmp_path / "r.csv"
+    )
+    assert code == EXIT_OK, err
+    assert "3 runs from lr 1.00e-06" in out
+    assert "the median of the runs' picks" in out
+    assert format_suggestions(repeated) in out
+    assert (tmp_path / "band.png").read_bytes().startswith(b"\x89PNG")
+    rows = csv_rows(tmp_path / "r.csv")
+    assert len(rows) == 100
+    assert float(rows[5]["median"]) == pytest.approx(repeated.median[5])
+
+
+def test_without_matplotlib_the_default_picture_is_skipped_and_an_asked_one_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # find_spec then finds nothing
+    code, _out, err = run_cli(capsys, "demo", "--num-steps", "20", "--quiet", "--out", tmp_path)
+    assert code == EXIT_OK, err
+    assert "no picture: drawing the curve needs matplotlib" in err
+    assert (tmp_path / "range_test.json").is_file()
+    assert not (tmp_path / "range_test.svg").exists()
+    code, _, err = run_cli(capsys, "demo", "--quiet", "--picture", tmp_path / "x.svg")
+    assert code == EXIT_USAGE
+    assert "--picture: drawing the curve needs matplotlib" in err
+
+
 def csv_rows(path: Path) -> list[dict[str, str]]:
     import csv
 
@@ -497,12 +533,21 @@ def csv_rows(path: Path) -> list[dict[str, str]]:
     [
         (None, "no such result file"),
         (lambda path: path.write_text("{not json"), "is not a readable lr_widget result"),
-        (lambda path: path.write_text('{"format": "other"}'), "not an lr_widget range-test"),
+        (lambda path: path.write_text('{"format": "other"}'), "not an lr_widget result"),
         (
             lambda path: path.write_text('{"format": "lr_widget.range_test", "version": 1}'),
             "the result document has no lrs or losses field",
         ),
-        (lambda path: path.write_bytes(pickle.dumps(noisy_result())), "not a readable"),
+        (lambda path: path.write_bytes(pickle.dumps(noisy_result())), "is a Python pickle"),
+        (lambda path: path.write_text(noisy_result().to_json()[:500]), "(truncated?)"),
+        (
+            lambda path: path.write_text(noisy_result().to_json().replace("0.98", "NaN", 1)),
+            "literal NaN",
+        ),
+        (
+            lambda path: path.write_text(noisy_result().to_json().replace('"lrs": [', '"lrs": "')),
+            "not valid JSON",
+        ),
     ],
 )
 def test_show_refuses_missing_and_foreign_files(

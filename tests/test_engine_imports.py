@@ -23,7 +23,8 @@ def test_engine_imports_and_runs_without_ipywidgets_or_bqplot() -> None:
         import lr_widget
         from lr_widget import find_lr, RangeTestResult
         from lr_widget import engine, result, suggestions, schedules, smoothing, state, batches
-        from lr_widget import repeats, spread, compare, curvature, demo, picture, settings
+        from lr_widget import repeats, repeated, spread, compare, curvature, demo, settings
+        from lr_widget import plotting, sweep_result, validation, axes, style, jsonfile
         from lr_widget import find_lr_repeated, Comparison, estimate_curvature
 
         model = torch.nn.Linear(3, 2)

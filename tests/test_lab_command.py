@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import json
 import os
 import queue
@@ -19,12 +20,17 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import nbformat
 import pytest
 
 import lr_widget
 from lr_widget.cli import EXIT_OK, EXIT_USAGE, default_notebook, lab_command, main
 from lr_widget.cli import lab as lab_module
+
+nbformat = pytest.importorskip("nbformat")
+needs_jupyterlab = pytest.mark.skipif(
+    importlib.util.find_spec("jupyterlab") is None,
+    reason="JupyterLab is not installed (pip install 'lr_widget[notebook]')",
+)
 
 STARTUP_TIMEOUT_S = 150.0
 REQUEST_TIMEOUT_S = 30.0
@@ -191,6 +197,7 @@ def make_notebook(path: Path) -> Path:
 @pytest.mark.slow
 @pytest.mark.timeout(400)
 @pytest.mark.parametrize("stop_signal", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "term"])
+@needs_jupyterlab
 def test_lab_serves_the_notebook_on_loopback_behind_a_token_and_stops_cleanly(
     tmp_path: Path, stop_signal: signal.Signals
 ) -> None:
@@ -235,6 +242,7 @@ def test_lab_serves_the_notebook_on_loopback_behind_a_token_and_stops_cleanly(
 
 @pytest.mark.slow
 @pytest.mark.timeout(400)
+@needs_jupyterlab
 def test_the_main_command_serves_the_quickstart_notebook(tmp_path: Path) -> None:
     """What the README's main command ends in: JupyterLab on the checkout's quickstart."""
     port = free_port()

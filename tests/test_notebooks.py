@@ -16,13 +16,16 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import nbformat
 import pytest
-from ipykernel.kernelspec import get_kernel_dict
-from jupyter_client.kernelspec import KernelSpecManager
-from jupyter_client.manager import AsyncKernelManager
-from nbclient import NotebookClient
-from traitlets import default
+
+nbformat = pytest.importorskip("nbformat")
+pytest.importorskip("nbclient", reason="running notebooks needs nbclient (the test extra)")
+
+from ipykernel.kernelspec import get_kernel_dict  # noqa: E402
+from jupyter_client.kernelspec import KernelSpecManager  # noqa: E402
+from jupyter_client.manager import AsyncKernelManager  # noqa: E402
+from nbclient import NotebookClient  # noqa: E402
+from traitlets import default  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK_DIR = ROOT / "notebooks"

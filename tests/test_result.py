@@ -5,11 +5,14 @@ from __future__ import annotations
 import csv
 import json
 import math
+import pickle
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from lr_widget import RangeTestResult, StopReason, find_lr
+from lr_widget import RangeTestResult, StopReason, find_lr, load_result
+from lr_widget.jsonfile import DocumentError
 from lr_widget.smoothing import debiased_ema
 from tests.helpers import make_batches, make_classifier
 
@@ -62,7 +65,7 @@ def test_real_sweep_round_trips_through_json() -> None:
         ('{"format": "something else"}', "not an lr_widget range-test result"),
         (
             '{"format": "lr_widget.range_test", "version": 99, "lrs": [], "losses": []}',
-            "unsupported result version 99",
+            "unsupported range-test result version 99",
         ),
         (
             '{"format": "lr_widget.range_test", "version": 1, "lrs": [1], "losses": ["x"]}',
@@ -118,3 +121,37 @@ def test_summary_lists_every_rule_and_marks_the_default() -> None:
 def test_mismatched_lengths_are_refused() -> None:
     with pytest.raises(ValueError, match="val_losses must have one value per LR"):
         RangeTestResult(lrs=[1.0, 2.0], losses=[1.0, 2.0], val_losses=[1.0])
+
+
+def _saved_text() -> str:
+    return RangeTestResult(lrs=[1e-4, 1e-3, 1e-2], losses=[1.0, 0.5, 2.0]).to_json()
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (lambda: pickle.dumps(RangeTestResult(lrs=[1e-3], losses=[1.0])), "is a Python pickle"),
+        (lambda: _saved_text()[:40].encode(), r"is not valid JSON \(truncated\?\)"),
+        (lambda: _saved_text().replace("0.5", "NaN").encode(), "holds the literal NaN"),
+        (lambda: _saved_text().replace("2.0", "-Infinity").encode(), "literal -Infinity"),
+        (lambda: b"\xff\xfe{}", "is not UTF-8 text"),
+        (lambda: b"[1, 2]", "not an lr_widget .*got a list"),
+        (lambda: _saved_text().replace('"beta": 0.98', '"beta": "high"').encode(), "beta must"),
+        (
+            lambda: _saved_text().replace('"completed"', '"exploded"', 1).encode(),
+            "stop_reason must be one of",
+        ),
+        (
+            lambda: _saved_text().replace('"settings": {}', '"settings": []').encode(),
+            "settings must be a JSON object",
+        ),
+    ],
+)
+def test_loading_a_damaged_or_foreign_file_names_the_problem(
+    tmp_path: Path, content: Callable[[], bytes], message: str
+) -> None:
+    path = tmp_path / "sweep.json"
+    path.write_bytes(content())
+    for load in (RangeTestResult.load, load_result):
+        with pytest.raises(DocumentError, match=message):
+            load(path)

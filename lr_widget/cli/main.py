@@ -1,6 +1,6 @@
-"""The ``lr-widget`` argument parser and its commands: demo, run, show, lab, version.
+"""The ``lr-widget`` commands: demo, run, show, lab, version.
 
-:func:`main` parses the arguments, runs the command's handler and turns a
+:func:`main` parses the arguments (:mod:`lr_widget.cli.parser`), runs the command and turns a
 :class:`~lr_widget.cli.errors.CommandError` into one line on stderr and an exit code. The
 handlers are thin: loading a setup function is :mod:`lr_widget.cli.setup_loader`'s job, what is
 printed and written :mod:`lr_widget.cli.report`'s, serving JupyterLab :mod:`lr_widget.cli.lab`'s.
@@ -16,7 +16,6 @@ import sys
 import traceback
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
 
 import torch
 
@@ -29,26 +28,27 @@ from lr_widget.cli.errors import (
     CommandError,
     describe_error,
 )
-from lr_widget.cli.lab import LAB_DEFAULT_PORT, QUICKSTART, run_lab
+from lr_widget.cli.lab import run_lab
+from lr_widget.cli.parser import RESULT_STEM, build_parser
 from lr_widget.cli.report import (
+    PLOTTING_NEEDS,
     Progress,
+    can_plot,
     draw_curve,
     format_report,
     make_folder,
     print_written,
+    require_plotting,
     write_output,
 )
 from lr_widget.cli.setup_loader import SweepSetup, load_setup_function, setup_from
 from lr_widget.engine import LRFinder
-from lr_widget.result import RangeTestResult
-from lr_widget.schedules import MODES
+from lr_widget.repeated import load_result
+from lr_widget.result import RangeTestResult, SweepResult
 from lr_widget.settings import SweepSettings
 from lr_widget.state import seed_everything
 
 __all__ = ["build_parser", "main"]
-
-DEFAULT_OUT_DIR = Path("lr_widget_out")
-RESULT_STEM = "range_test"
 
 
 # -- entry point ------------------------------------------------------------------------------
@@ -81,7 +81,7 @@ def main(argv: Sequence[str] | None = None, prog: str = "lr-widget") -> int:
     except SystemExit as request:  # --help, or a usage error argparse has already reported
         return request.code if isinstance(request.code, int) else EXIT_USAGE
     try:
-        return int(args.handler(args))
+        return int(COMMANDS[args.command](args))
     except CommandError as error:
         _report_error(prog, error, args.traceback)
         return error.exit_code
@@ -98,151 +98,6 @@ def _report_error(prog: str, error: CommandError, show_traceback: bool) -> None:
         traceback.print_exception(error)
     message = " ".join(str(error).split())  # one line, whatever the user's exception said
     print(f"{prog}: error: {message}", file=sys.stderr)
-
-
-# -- the parser -------------------------------------------------------------------------------
-def build_parser(prog: str = "lr-widget") -> argparse.ArgumentParser:
-    """The argument parser of every command; each command's handler is ``args.handler``."""
-    parser = argparse.ArgumentParser(
-        prog=prog,
-        description="LR range tests from the command line: sweep, suggest, save, draw.",
-        epilog="exit codes: 0 ok, 1 sweep error, 2 usage or configuration error, 130 interrupted",
-    )
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    common = _common_options()
-    sweep = [_sweep_options(), common]
-    demo = commands.add_parser(
-        "demo", parents=sweep, help="sweep the built-in demo task", description=_DEMO_HELP
-    )
-    demo.set_defaults(handler=_command_demo)
-    run = commands.add_parser(
-        "run", parents=sweep, help="sweep your model: MODULE:FUNCTION", description=_RUN_HELP
-    )
-    run.add_argument("target", metavar="MODULE:FUNCTION", help="e.g. train:setup or a/b.py:setup")
-    run.set_defaults(handler=_command_run)
-    _add_show_parser(commands, common)
-    _add_lab_parser(commands, common)
-    version = commands.add_parser(
-        "version", parents=[common], help="print the versions of lr_widget, torch and Python"
-    )
-    version.set_defaults(handler=_command_version)
-    return parser
-
-
-_DEMO_HELP = (
-    "Run an LR range test on the built-in demo (a seeded 3-class problem and an MLP), print "
-    "the suggestions, save the result as JSON and the curve as SVG."
-)
-_RUN_HELP = (
-    "Import MODULE (dotted, importable from the current directory, or path/to/file.py), call "
-    "FUNCTION() and sweep what it returns: (model, loader[, loss_fn, optimizer]) or a dict with "
-    "keys model, loader and optionally loss_fn, optimizer, val_loader. Then as 'demo'."
-)
-
-
-def _non_negative_int(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be an integer >= 0, got {text!r}")
-    return value
-
-
-def _common_options() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument(
-        "--traceback", action="store_true", help="show the Python traceback of an error"
-    )
-    return common
-
-
-# Flag, type, default, metavar, help. Defaults come from SweepSettings, the engine's own, so the
-# command line and the engine cannot drift apart.
-_SWEEP_OPTIONS: tuple[tuple[str, Callable[[str], Any], Any, str, str], ...] = (
-    ("--start-lr", float, SweepSettings.start_lr, "LR", "LR of the first step"),
-    ("--end-lr", float, SweepSettings.end_lr, "LR", "LR of the last step"),
-    ("--num-steps", int, SweepSettings.num_steps, "N", "number of LRs tried"),
-    ("--beta", float, SweepSettings.beta, "B", "smoothing of the loss curve, in [0, 1)"),
-    ("--diverge-factor", float, SweepSettings.diverge_factor, "X",
-     "stop when the smoothed loss exceeds X times its minimum; inf: never"),
-    ("--batches-per-step", int, SweepSettings.batches_per_step, "N", "optimizer steps per LR"),
-    ("--seed", _non_negative_int, 0, "N", "seed of torch, numpy and random, set first"),
-)  # fmt: skip
-_OUTPUT_OPTIONS: tuple[tuple[str, str], ...] = (
-    ("--json", f"the result (default DIR/{RESULT_STEM}.json)"),
-    ("--svg", f"picture of the curve (default DIR/{RESULT_STEM}.svg)"),
-    ("--csv", "also write one row per step as CSV"),
-)
-
-
-def _sweep_options() -> argparse.ArgumentParser:
-    options = argparse.ArgumentParser(add_help=False)
-    sweep = options.add_argument_group("sweep")
-    for flag, kind, default, metavar, text in _SWEEP_OPTIONS:
-        sweep.add_argument(
-            flag, type=kind, default=default, metavar=metavar, help=f"{text} (default %(default)s)"
-        )
-    sweep.add_argument(
-        "--mode",
-        choices=MODES,
-        default=SweepSettings.mode,
-        help="spacing of the LRs (default %(default)s)",
-    )
-    sweep.add_argument("--val", action="store_true", help="follow the validation loss instead")
-    sweep.add_argument("--quiet", action="store_true", help="no progress on stderr")
-    output = options.add_argument_group("output")
-    output.add_argument(
-        "--out",
-        type=Path,
-        default=DEFAULT_OUT_DIR,
-        metavar="DIR",
-        help="folder of the default output files (default %(default)s)",
-    )
-    for flag, text in _OUTPUT_OPTIONS:
-        output.add_argument(flag, type=Path, metavar="PATH", help=text)
-    return options
-
-
-def _add_show_parser(commands: Any, common: argparse.ArgumentParser) -> None:
-    show = commands.add_parser(
-        "show",
-        parents=[common],
-        help="print the suggestions of a saved result",
-        description="Load a result saved as JSON (never a pickle) and print its suggestions.",
-    )
-    show.add_argument(
-        "result_path", type=Path, metavar="RESULT.json", help="a result saved by demo or run"
-    )
-    show.add_argument("--beta", type=float, help="re-smooth the curve with this beta first")
-    show.add_argument("--svg", type=Path, metavar="PATH", help="also draw the curve as SVG")
-    show.add_argument("--csv", type=Path, metavar="PATH", help="also write the steps as CSV")
-    show.set_defaults(handler=_command_show)
-
-
-def _add_lab_parser(commands: Any, common: argparse.ArgumentParser) -> None:
-    lab = commands.add_parser(
-        "lab",
-        parents=[common],
-        help="open the quickstart notebook in JupyterLab",
-        description="Serve a notebook with JupyterLab on 127.0.0.1 behind a random token, print "
-        "its URL and open a browser when there is a display. Ctrl-C stops the server.",
-    )
-    lab.add_argument(
-        "--notebook",
-        type=Path,
-        metavar="PATH",
-        help=f"the notebook to open (default: the checkout's notebooks/{QUICKSTART})",
-    )
-    lab.add_argument(
-        "--port",
-        type=_non_negative_int,
-        default=LAB_DEFAULT_PORT,
-        help="first port to try; the next free one is used (default %(default)s)",
-    )
-    lab.add_argument("--no-browser", action="store_true", help="only print the URL")
-    lab.add_argument(
-        "--allow-root", action="store_true", help="let Jupyter run as root (containers)"
-    )
-    lab.set_defaults(handler=_command_lab)
 
 
 # -- demo and run -----------------------------------------------------------------------------
@@ -306,10 +161,15 @@ def _sweep_and_report(setup: SweepSetup, args: argparse.Namespace) -> int:
 
 
 def _output_paths(args: argparse.Namespace) -> dict[str, Path]:
-    paths = {
-        "result": args.json or args.out / f"{RESULT_STEM}.json",
-        "picture": args.svg or args.out / f"{RESULT_STEM}.svg",
-    }
+    """The files to write; the default picture only where matplotlib can draw it."""
+    paths = {"result": args.json or args.out / f"{RESULT_STEM}.json"}
+    if args.picture is not None:
+        require_plotting("--picture")
+        paths["picture"] = args.picture
+    elif can_plot():
+        paths["picture"] = args.out / f"{RESULT_STEM}.svg"
+    else:
+        print(f"no picture: {PLOTTING_NEEDS}", file=sys.stderr)
     if args.csv is not None:
         paths["steps"] = args.csv
     return paths
@@ -378,9 +238,12 @@ def _command_show(args: argparse.Namespace) -> int:
             raise CommandError(f"invalid --beta: {error}") from error
     print(format_report(result, f"{args.result_path}: {_what_was_swept(result)}"))
     written = {}
-    if args.svg is not None:
+    if args.picture is not None:
+        require_plotting("--picture")
         title = f"LR range test: {args.result_path.name}"
-        written["picture"] = write_output(args.svg, lambda path: draw_curve(result, path, title))
+        written["picture"] = write_output(
+            args.picture, lambda path: draw_curve(result, path, title)
+        )
     if args.csv is not None:
         written["steps"] = write_output(args.csv, result.to_csv)
     if written:
@@ -388,9 +251,9 @@ def _command_show(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _load_result(path: Path) -> RangeTestResult:
+def _load_result(path: Path) -> SweepResult:
     try:
-        return RangeTestResult.load(path)
+        return load_result(path)
     except FileNotFoundError as error:
         raise CommandError(f"no such result file: {path}") from error
     except OSError as error:
@@ -399,7 +262,7 @@ def _load_result(path: Path) -> RangeTestResult:
         raise CommandError(f"{path} is not a readable lr_widget result: {error}") from error
 
 
-def _what_was_swept(result: RangeTestResult) -> str:
+def _what_was_swept(result: SweepResult) -> str:
     model = result.metadata.get("model", "a model")
     optimizer = result.metadata.get("optimizer", "an optimizer")
     created = result.metadata.get("created")
@@ -418,3 +281,13 @@ def _command_version(args: argparse.Namespace) -> int:
     print(f"torch {torch.__version__}")
     print(f"python {platform.python_version()} ({sys.executable})")
     return EXIT_OK
+
+
+COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "demo": _command_demo,
+    "run": _command_run,
+    "show": _command_show,
+    "lab": _command_lab,
+    "version": _command_version,
+}
+"""Each command's handler, by the name :func:`~lr_widget.cli.parser.build_parser` gives it."""

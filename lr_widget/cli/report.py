@@ -7,6 +7,7 @@ which turns a failed write into a :class:`~lr_widget.cli.errors.CommandError`.
 
 from __future__ import annotations
 
+import importlib.util
 import math
 import time
 from collections.abc import Callable, Mapping
@@ -15,7 +16,8 @@ from typing import TextIO
 
 from lr_widget.cli.errors import CommandError
 from lr_widget.engine import StepEvent
-from lr_widget.result import RangeTestResult
+from lr_widget.plotting import save_picture
+from lr_widget.result import SweepResult
 from lr_widget.suggestions import DEFAULT_RULE, Suggestion
 
 __all__ = [
@@ -122,34 +124,38 @@ def _duration(seconds: float) -> str:
 
 
 # -- the report -------------------------------------------------------------------------------
-def format_report(result: RangeTestResult, description: str) -> str:
+def format_report(result: SweepResult, description: str) -> str:
     """What the sweep did, then the suggestions table."""
     return "\n".join([description, _describe_run(result), "", format_suggestions(result)])
 
 
-def _describe_run(result: RangeTestResult) -> str:
-    if not result.lrs:
-        return f"no steps recorded ({result.stop_reason})"
-    seconds = result.timings.get("total_s")
+def _describe_run(result: SweepResult) -> str:
+    if not result.has_data:
+        return f"no steps recorded ({result.outcome})"
+    first = result.runs[0]
+    curve = "validation" if first.val_losses is not None else "training"
+    lrs = f"lr {result.lrs[0]:.2e} to {result.lrs[-1]:.2e}"
+    smoothed = f"the smoothed {curve} loss (beta {result.beta:g})"
+    if result.is_repeated:
+        return (
+            f"{len(result.runs)} runs from {lrs}; {result.describe_end()}\n"
+            f"suggestions: the median of the runs' picks, each from {smoothed}"
+        )
+    seconds = first.timings.get("total_s")
     took = f" in {seconds:.1f} s" if isinstance(seconds, (int, float)) else ""
-    curve = "validation" if result.val_losses is not None else "training"
-    stop = f"{result.stop_reason}: {result.stop_detail}" if result.stop_detail else "stopped"
-    return (
-        f"{result.num_steps} steps from lr {result.lrs[0]:.2e} to {result.lrs[-1]:.2e}{took}; "
-        f"{stop}\nsuggestions from the smoothed {curve} loss (beta {result.beta:g})"
-    )
+    stop = f"{first.stop_reason}: {first.stop_detail}" if first.stop_detail else "stopped"
+    return f"{first.num_steps} steps from {lrs}{took}; {stop}\nsuggestions from {smoothed}"
 
 
-def format_suggestions(result: RangeTestResult) -> str:
+def format_suggestions(result: SweepResult) -> str:
     """Every rule's suggestion as an aligned table: rule, LR, reason; the default rule starred.
 
-    >>> print(format_suggestions(RangeTestResult(lrs=[1e-3, 1e-2], losses=[1.0, 0.5])))
-       rule     lr             reason
-       steep    no suggestion  too short: 2 usable points, need at least 8
-    *  valley   no suggestion  too short: 2 usable points, need at least 8
-       minimum  no suggestion  too short: 2 usable points, need at least 8
-       slide    no suggestion  too short: 2 usable points, need at least 8
-    * the default rule (valley)
+    >>> from lr_widget import RangeTestResult
+    >>> table = format_suggestions(RangeTestResult(lrs=[1e-3, 1e-2], losses=[1.0, 0.5]))
+    >>> print(table.splitlines()[1])
+       steep  no suggestion  too short: 2 usable points, need at least 8
+    >>> table.splitlines()[-1] == f"* the default rule ({DEFAULT_RULE})"
+    True
     """
     rows = [("", "rule", "lr", "reason")]
     for rule, suggestion in result.suggestions().items():
@@ -168,22 +174,24 @@ def _lr_cell(suggestion: Suggestion) -> str:
     return "no suggestion" if suggestion.lr is None else f"{suggestion.lr:.2e}"
 
 
-def draw_curve(result: RangeTestResult, path: Path, title: str) -> Path:
-    """Write the curve the suggestions read, with every suggestion marked, as SVG."""
-    from lr_widget.picture import Marker, save_curve_svg
-
-    markers = [
-        Marker(_marker_label(suggestion), suggestion.lr, suggestion.loss)
-        for suggestion in result.suggestions().values()
-        if suggestion.lr is not None and suggestion.loss is not None
-    ]
-    raw = result.losses if result.val_losses is None else result.val_losses
-    return save_curve_svg(path, result.lrs, raw, result.curve, markers, title=title)
+PLOTTING_NEEDS = "drawing the curve needs matplotlib: pip install matplotlib"
 
 
-def _marker_label(suggestion: Suggestion) -> str:
-    default = " (default)" if suggestion.rule == DEFAULT_RULE else ""
-    return f"{suggestion.rule} {suggestion.lr:.1e}{default}"
+def can_plot() -> bool:
+    """Whether matplotlib is installed (without importing it)."""
+    return importlib.util.find_spec("matplotlib") is not None
+
+
+def require_plotting(option: str) -> None:
+    """A :class:`CommandError` naming ``option`` unless matplotlib is installed."""
+    if not can_plot():
+        raise CommandError(f"{option}: {PLOTTING_NEEDS}")
+
+
+def draw_curve(result: SweepResult, path: Path, title: str) -> Path:
+    """Write the picture of ``result`` (:meth:`~lr_widget.result.SweepResult.plot`): the curve
+    the suggestions read, every suggestion marked; the format follows the suffix."""
+    return save_picture(result, path, title=title)
 
 
 # -- output files -----------------------------------------------------------------------------

@@ -20,19 +20,16 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from lr_widget.axes import YRange, robust_y_range, union_of_ranges
 from lr_widget.curvature import CurvatureEstimate
 from lr_widget.spread import Bump, NoiseBand, SuggestionSpread
+from lr_widget.style import BAND_OPACITY, BUMP_COLOR, CURVATURE_COLOR, RANGE_COLOR
 from lr_widget.suggestions import Suggestion
 from lr_widget.widget._bqplot import bqplot
-from lr_widget.widget.scales import YRange, robust_y_range, union_of_ranges
 
 __all__ = [
-    "BAND_OPACITY",
-    "BUMP_COLOR",
     "BUMP_TEXT",
-    "CURVATURE_COLOR",
     "KEPT_PALETTE",
-    "RANGE_COLOR",
     "CurvatureMarks",
     "KeptOverlays",
     "NoiseBandMarks",
@@ -44,11 +41,7 @@ __all__ = [
 
 FloatArray = NDArray[np.float64]
 
-BAND_OPACITY = 0.22
-BUMP_COLOR = "#b71c1c"
 BUMP_TEXT = "real rise"
-CURVATURE_COLOR = "#00897b"
-RANGE_COLOR = "#fdd835"
 # Kept results: colours none of the live curve's or the suggestion markers' use.
 KEPT_PALETTE = (
     "#e377c2",

@@ -5,35 +5,37 @@ x and y travel in one message. Ownership follows the widget's threading rule: wh
 the sweep thread owns the curve lines, the noise band, the hover points and the y scale
 (:meth:`LossPlot.draw_curves`, :meth:`LossPlot.draw_band`); the main thread owns the x range,
 suggestion markers and spread bars, selection marks, kept results, the curvature line, the LR
-range and the click overlay. The overlays themselves are in :mod:`.overlays`.
-
-The click overlay is a transparent 1x1 PNG shown as a ``bqplot.Image`` spanning the plot area: it
-is the only bqplot mark whose click reports *where* the click landed (``click_x`` already
-inverted through the log x scale). It lies above the curves and markers, so it also takes their
-hover events. Only the hover points, a faint ``Scatter`` of the recorded points on the smoothed
-curve, lie above it (last in ``Figure.marks``): hovering one shows a tooltip with its LR and loss,
-clicking one selects exactly that point, and a click between points falls through to the overlay.
+range and the click overlay. The overlays themselves are in :mod:`.overlays`, the click overlay
+and the hover points in :mod:`.clicks`; colours come from :mod:`lr_widget.style`, ticks and y
+ranges from :mod:`lr_widget.axes`, as for :meth:`lr_widget.result.SweepResult.plot`.
 """
 
 from __future__ import annotations
 
 import math
-import struct
-import zlib
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import ipywidgets
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from lr_widget.axes import YRange, decade_ticks, nan_for_inf, robust_y_range, union_of_ranges
 from lr_widget.curvature import CurvatureEstimate
-from lr_widget.result import RangeTestResult
-from lr_widget.smoothing import debiased_ema
 from lr_widget.spread import Bump, NoiseBand, SuggestionSpread
+from lr_widget.style import (
+    BAND_COLOR,
+    LOSS_COLOR,
+    RAW_COLOR,
+    RAW_OPACITY,
+    SELECTION_COLOR,
+    VAL_COLOR,
+    rule_style,
+)
 from lr_widget.suggestions import RULES, Suggestion
 from lr_widget.widget._bqplot import bqplot
+from lr_widget.widget.clicks import ClickLayer
+from lr_widget.widget.curves import Curves
 from lr_widget.widget.overlays import (
     CurvatureMarks,
     KeptOverlays,
@@ -41,110 +43,13 @@ from lr_widget.widget.overlays import (
     RangeMarks,
     SpreadBars,
 )
-from lr_widget.widget.scales import (
-    YRange,
-    decade_ticks,
-    nan_for_inf,
-    nearest_index,
-    robust_y_range,
-    union_of_ranges,
-)
 
-__all__ = [
-    "LR_RANGE_CLASS",
-    "POINT_TOOLTIP",
-    "RULE_STYLES",
-    "TOOLTIP_CLASS",
-    "TRANSPARENT_PNG",
-    "Curves",
-    "LossPlot",
-    "decade_ticks",
-    "nearest_index",
-    "robust_y_range",
-]
+__all__ = ["LR_RANGE_CLASS", "LossPlot"]
 
 FloatArray = NDArray[np.float64]
 
-
-def _transparent_png() -> bytes:
-    """A valid 1x1 fully transparent RGBA PNG (67 bytes)."""
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        crc = zlib.crc32(kind + data) & 0xFFFFFFFF
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", crc)
-
-    header = struct.pack(">IIBBBBB", 1, 1, 8, 6, 0, 0, 0)  # 1x1, 8-bit RGBA
-    pixels = zlib.compress(b"\x00\x00\x00\x00\x00")  # filter byte + one transparent pixel
-    return (
-        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", pixels) + chunk(b"IEND", b"")
-    )
-
-
-TRANSPARENT_PNG = _transparent_png()
-
-# Colour and marker of each rule's suggestion marker (and of its legend entry).
-RULE_STYLES: dict[str, tuple[str, str]] = {
-    "steep": ("#2ca02c", "triangle-down"),
-    "valley": ("#d62728", "diamond"),
-    "minimum": ("#9467bd", "square"),
-    "slide": ("#ff7f0e", "cross"),
-    "consensus": ("#a6761d", "circle"),
-}
-_FALLBACK_STYLE = ("#525252", "circle")
-_LOSS_COLOR, _VAL_COLOR, _RAW_COLOR = "#1f77b4", "#ff7f0e", "#757575"
-_BAND_COLOR = "#3949ab"  # the repeated runs' band and median: not the live run's blue
-_SELECTION_COLOR = "#000000"
-
-# The hover points' tooltip: (field, label, d3 format) per row, and its DOM class.
-TOOLTIP_CLASS = "lr-widget-tooltip"
-POINT_TOOLTIP: tuple[tuple[str, str, str], ...] = (("x", "lr", ".2e"), ("y", "loss", ".4g"))
-# Small faint dots: they mark where a hover or click hits a point without hiding the curve. The
-# wide transparent stroke widens the hit area (SVG hit-tests a transparent stroke) to ~10 px.
-_POINT_SIZE, _POINT_OPACITY, _POINT_HIT_WIDTH = 12, 0.2, 6.0
 # The brush's SVG group while range mode is on (bqplot's own class), for browser tests.
 LR_RANGE_CLASS = "brushintsel"
-
-
-@dataclass(frozen=True)
-class Curves:
-    """The series one drawing needs, derived from a result and a smoothing ``beta``."""
-
-    lrs: FloatArray
-    losses: FloatArray
-    smoothed: FloatArray
-    val_losses: FloatArray | None = None
-    smoothed_val: FloatArray | None = None
-
-    @classmethod
-    def of(cls, result: RangeTestResult, beta: float) -> Curves:
-        """Snapshot ``result`` smoothed with ``beta``.
-
-        Safe to call from another thread while the engine appends: it reads the common prefix.
-        """
-        count = min(len(result.lrs), len(result.losses))
-        if result.val_losses is not None:
-            count = min(count, len(result.val_losses))
-        losses = np.array(result.losses[:count], dtype=np.float64)
-        val = None
-        if result.val_losses is not None:
-            val = np.array(result.val_losses[:count], dtype=np.float64)
-        return cls(
-            lrs=np.array(result.lrs[:count], dtype=np.float64),
-            losses=losses,
-            smoothed=debiased_ema(losses, beta),
-            val_losses=val,
-            smoothed_val=None if val is None else debiased_ema(val, beta),
-        )
-
-    @property
-    def curve(self) -> FloatArray:
-        """The series the suggestions read (smoothed validation loss if measured)."""
-        return self.smoothed if self.smoothed_val is None else self.smoothed_val
-
-    @property
-    def raw(self) -> FloatArray:
-        """The raw series behind :attr:`curve`."""
-        return self.losses if self.val_losses is None else self.val_losses
 
 
 class LossPlot:
@@ -165,25 +70,23 @@ class LossPlot:
         # The overlay and the vertical lines span the full height on a fixed 0..1 scale.
         self.unit_scale = bqplot.LinearScale(min=0.0, max=1.0)
         scales = {"x": self.x_scale, "y": self.y_scale}
-        self.raw_line = _line(scales, _RAW_COLOR, "loss (raw)", width=1, opacity=0.6)
-        self.loss_line = _line(scales, _LOSS_COLOR, "loss (smoothed)", width=2)
-        self.raw_val_line = _line(scales, _RAW_COLOR, "val loss (raw)", width=1, opacity=0.6)
-        self.val_line = _line(scales, _VAL_COLOR, "val loss (smoothed)", width=2)
+        self.raw_line = _line(scales, RAW_COLOR, "loss (raw)", width=1, opacity=RAW_OPACITY)
+        self.loss_line = _line(scales, LOSS_COLOR, "loss (smoothed)", width=2)
+        self.raw_val_line = _line(scales, RAW_COLOR, "val loss (raw)", width=1, opacity=RAW_OPACITY)
+        self.val_line = _line(scales, VAL_COLOR, "val loss (smoothed)", width=2)
         for line in (self.raw_val_line, self.val_line):
             line.visible = line.display_legend = False
         self.suggestion_marks = {rule: _suggestion_mark(scales, rule) for rule in rules}
-        self.band = NoiseBandMarks(scales, _BAND_COLOR)
+        self.band = NoiseBandMarks(scales, BAND_COLOR)
         self.kept = KeptOverlays(scales)
         self.curvature = CurvatureMarks(self.x_scale, self.unit_scale)
-        self.spread_bars = SpreadBars(
-            scales, {rule: RULE_STYLES.get(rule, _FALLBACK_STYLE)[0] for rule in rules}
-        )
+        self.spread_bars = SpreadBars(scales, {rule: rule_style(rule).color for rule in rules})
         self.ranges = RangeMarks(self.x_scale, self.unit_scale)
         self.selection_line = bqplot.Lines(
             x=[1.0, 1.0],
             y=[0.0, 1.0],
             scales={"x": self.x_scale, "y": self.unit_scale},
-            colors=[_SELECTION_COLOR],
+            colors=[SELECTION_COLOR],
             line_style="dashed",
             stroke_width=1.5,
             visible=False,
@@ -193,41 +96,16 @@ class LossPlot:
             x=[1.0],
             y=[0.0],
             scales=scales,
-            colors=[_SELECTION_COLOR],
+            colors=[SELECTION_COLOR],
             fill=False,
             stroke_width=2,
             default_size=180,
             labels=["selected"],
             visible=False,
         )
-        self.overlay = bqplot.Image(
-            image=ipywidgets.Image(value=TRANSPARENT_PNG, format="png"),
-            x=[start_lr, end_lr],
-            # Over-cover vertically; the mark is clipped to the plot area anyway.
-            y=[-1.0, 2.0],
-            scales={"x": self.x_scale, "y": self.unit_scale},
-        )
-        self.tooltip = bqplot.Tooltip(
-            fields=[field for field, _, _ in POINT_TOOLTIP],
-            labels=[label for _, label, _ in POINT_TOOLTIP],
-            formats=[fmt for _, _, fmt in POINT_TOOLTIP],
-        )
-        self.tooltip.add_class(TOOLTIP_CLASS)
-        self.hover_points = bqplot.Scatter(
-            x=np.zeros(0),
-            y=np.zeros(0),
-            scales=scales,
-            colors=[_LOSS_COLOR],
-            default_size=_POINT_SIZE,
-            opacities=[_POINT_OPACITY],
-            stroke="transparent",
-            stroke_width=_POINT_HIT_WIDTH,
-            tooltip=self.tooltip,
-            interactions={"hover": "tooltip"},
-        )
-        # The LR of each hover point, in the order the browser indexes them (its clicks send
-        # the index). Written with the points, by whoever owns the curves.
-        self._point_lrs: FloatArray = np.zeros(0)
+        self.clicks = ClickLayer(scales, self.unit_scale, start_lr, end_lr)
+        self.overlay, self.hover_points = self.clicks.overlay, self.clicks.hover_points
+        self.tooltip = self.clicks.tooltip
         # The y range of each thing drawn on the loss scale; the scale shows their union.
         # Fixed keys: the sweep thread reads them while the main thread may replace "kept".
         self._y_ranges: dict[str, YRange | None] = {"curves": None, "band": None, "kept": None}
@@ -269,27 +147,8 @@ class LossPlot:
 
     # -- main thread ------------------------------------------------------------------------
     def on_click(self, callback: Callable[[float], None]) -> None:
-        """Call ``callback(lr)`` for each click on the plot area.
-
-        ``lr`` is the recorded LR of the hover point clicked, or else the LR under the click.
-        """
-
-        def overlay_click(_mark: Any, content: Mapping[str, Any]) -> None:
-            data = content.get("data") or {}
-            click_x = data.get("click_x")
-            if isinstance(click_x, (int, float)) and math.isfinite(click_x) and click_x > 0:
-                callback(float(click_x))
-
-        def point_click(_mark: Any, content: Mapping[str, Any]) -> None:
-            data = content.get("data") or {}
-            index, lrs = data.get("index"), self._point_lrs
-            # Points are only appended during a sweep, so an index the browser sent before the
-            # latest redraw still names the same point; one from an older sweep may not exist.
-            if isinstance(index, int) and not isinstance(index, bool) and 0 <= index < lrs.size:
-                callback(float(lrs[index]))
-
-        self.overlay.on_element_click(overlay_click)
-        self.hover_points.on_element_click(point_click)
+        """Call ``callback(lr)`` for each click on the plot area (see :mod:`.clicks`)."""
+        self.clicks.on_click(callback)
 
     def on_range_drag(self, callback: Callable[[float, float], None]) -> None:
         """Call ``callback(low, high)`` whenever the brush reports a dragged interval."""
@@ -318,7 +177,7 @@ class LossPlot:
         with self.x_scale.hold_sync():
             self.x_scale.min, self.x_scale.max = float(low), float(high)
         self.x_axis.tick_values = decade_ticks(low, high)
-        self.overlay.x = [float(low), float(high)]
+        self.clicks.set_extent(low, high)
 
     @property
     def lr_range_shown(self) -> tuple[float, float]:
@@ -426,12 +285,7 @@ class LossPlot:
 
     def draw_points(self, lrs: FloatArray, curve: FloatArray) -> None:
         """One hover point per recorded LR where the shown curve is finite."""
-        finite = np.isfinite(curve) & np.isfinite(lrs) & (lrs > 0)
-        point_lrs = lrs[finite]
-        self._point_lrs = point_lrs  # first: the browser may click a new point at once
-        with self.hover_points.hold_sync():
-            self.hover_points.x = point_lrs
-            self.hover_points.y = curve[finite]
+        self.clicks.draw_points(lrs, curve)
 
     def _fit_y(self) -> None:
         y_range = union_of_ranges(list(self._y_ranges.values()))
@@ -456,13 +310,13 @@ def _line(
 
 
 def _suggestion_mark(scales: dict[str, Any], rule: str) -> Any:
-    color, marker = RULE_STYLES.get(rule, _FALLBACK_STYLE)
+    style = rule_style(rule)
     return bqplot.Scatter(
         x=[1.0],
         y=[0.0],
         scales=scales,
-        colors=[color],
-        marker=marker,
+        colors=[style.color],
+        marker=style.bqplot_marker,
         default_size=110,
         stroke="white",
         labels=[rule],

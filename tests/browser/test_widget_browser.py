@@ -25,8 +25,8 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from lr_widget.suggestions import DEFAULT_RULE
+from lr_widget.widget.clicks import TOOLTIP_CLASS
 from lr_widget.widget.controls import STATUS_CLASS
-from lr_widget.widget.plot import TOOLTIP_CLASS
 from lr_widget.widget.widget import ROOT_CLASS
 
 from .harness import REPO_ROOT, JupyterServer, NotebookPage, open_notebook

@@ -9,14 +9,10 @@ import numpy as np
 import pytest
 
 from lr_widget import RangeTestResult, StopReason
+from lr_widget.axes import decade_ticks, robust_y_range
 from lr_widget.smoothing import debiased_ema
 from lr_widget.widget import LRWidget, runner
-from lr_widget.widget.plot import (
-    TOOLTIP_CLASS,
-    TRANSPARENT_PNG,
-    decade_ticks,
-    robust_y_range,
-)
+from lr_widget.widget.clicks import TOOLTIP_CLASS, TRANSPARENT_PNG
 
 from .frontend import drawn, move
 from .scripted import FakeClock, ScriptedStep, Setup, valley_curve
@@ -72,7 +68,29 @@ def test_resmoothing_redraws_the_curve_without_a_sweep(setup: Setup) -> None:
     expected = debiased_ema(before.losses, 0.5)
     np.testing.assert_allclose(drawn(w.plot.loss_line.y), expected)
     assert not np.allclose(expected, debiased_ema(before.losses, 0.9))  # the test can fail
-    np.testing.assert_allclose(before.smoothed_losses, expected)  # w.result says what is shown
+    assert w.shown_result is not None
+    np.testing.assert_allclose(w.shown_result.smoothed_losses, expected)  # what is shown
+    np.testing.assert_allclose(before.smoothed_losses, debiased_ema(before.losses, 0.9))
+
+
+def test_the_smoothing_slider_never_changes_the_result_or_its_suggestion(setup: Setup) -> None:
+    w = setup.widget(ScriptedStep(loss_of_lr=valley_curve), num_steps=60, beta=0.9)
+    w.run()
+    result = w.wait()
+    assert result is not None
+    saved, suggested = result.to_dict(), result.suggested_lr
+    assert suggested is not None
+
+    move(w.controls.beta, 0.0)
+
+    assert w.result is result
+    assert w.result.to_dict() == saved
+    assert w.result.suggested_lr == suggested
+    assert w.shown_result is not None
+    assert w.shown_result.beta == 0.0
+    shown = w.suggestions["consensus"].lr
+    assert shown == w.shown_result.suggested_lr
+    assert shown != suggested  # the slider changed what is shown, so the test can fail
 
 
 def test_resmoothing_during_a_sweep_is_drawn_by_the_sweep(setup: Setup) -> None:
@@ -84,7 +102,9 @@ def test_resmoothing_during_a_sweep_is_drawn_by_the_sweep(setup: Setup) -> None:
     step.release()
     result = w.wait()
     assert result is not None
-    assert result.beta == 0.3
+    assert result.beta == 0.9  # the sweep's own result is never re-smoothed
+    assert w.shown_result is not None
+    assert w.shown_result.beta == 0.3
     np.testing.assert_allclose(drawn(w.plot.loss_line.y), debiased_ema(result.losses, 0.3))
 
 

@@ -70,8 +70,10 @@ def test_smoothing_a_saved_result_leaves_the_callers_object_alone() -> None:
     w = LRWidget.from_result(saved)
     move(w.controls.beta, 0.2)
     np.testing.assert_allclose(drawn(w.plot.loss_line.y), debiased_ema(saved.losses, 0.2))
+    assert w.shown_result is not None
+    assert w.shown_result.beta == 0.2
     assert w.result is not None
-    assert w.result.beta == 0.2
+    assert w.result.beta == 0.7
     assert saved.beta == 0.7
     assert w.suggestions["valley"] == saved.with_beta(0.2).suggest("valley")
     w.close()

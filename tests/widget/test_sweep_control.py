@@ -137,7 +137,7 @@ def test_close_stops_the_sweep_and_joins_its_thread(setup: Setup) -> None:
     step.wait_until_held()
     w.close()
 
-    assert not w._runner.alive
+    assert not w.session.thread_alive
     assert w.result is not None
     assert w.result.stop_reason is StopReason.STOPPED
     assert w.result.num_steps == 4

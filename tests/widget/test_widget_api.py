@@ -14,8 +14,8 @@ import lr_widget
 from lr_widget import RangeTestResult
 from lr_widget.suggestions import RULES
 from lr_widget.widget import LRWidget
+from lr_widget.widget.clicks import TOOLTIP_CLASS
 from lr_widget.widget.controls import STATUS_CLASS
-from lr_widget.widget.plot import TOOLTIP_CLASS
 from lr_widget.widget.widget import ROOT_CLASS
 
 from .scripted import ScriptedStep, Setup

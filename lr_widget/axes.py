@@ -1,4 +1,4 @@
-"""Axes, LR grids and ranges: the pure numpy arithmetic behind the widget's figure.
+"""Axes, LR grids and ranges: the pure numpy arithmetic behind every plot of a curve.
 
 Readable log ticks, snapping a click or a dragged range to the recorded LRs (in log space), and a
 y range that keeps a range-test curve readable when its loss explodes. No widgets here.

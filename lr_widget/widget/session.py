@@ -1,0 +1,342 @@
+"""The widget's state and engine, without any widget: a sweep session.
+
+A :class:`SweepSession` owns the engine (an :class:`~lr_widget.engine.LRFinder`, or with
+``repeats`` a :class:`~lr_widget.repeats.RepeatedSweep`) or a loaded result, runs sweeps in a
+background thread (:class:`~.runner.SweepRunner`), holds the kept results
+(:class:`~lr_widget.compare.Comparison`) and the curvature estimate, and derives what is shown:
+the result re-smoothed with the current ``beta`` (a new object: results are never changed) and its
+suggestions, spreads and real bumps, computed once per shown result. It tells a
+:class:`SweepView` what happens, from the thread it happens in, and never imports a widget
+library, so everything here is testable without a browser or a widget.
+
+Threading: the sweep thread calls the view's hooks; everything else (``start``, ``stop``,
+``beta``, ``shown``, kept results) belongs to the main thread, and the sweep thread posts work for
+it (the end of a sweep, the curvature estimate) through :class:`~.runner.MainThreadQueue`.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+from numpy.typing import NDArray
+
+from lr_widget.compare import Comparison
+from lr_widget.curvature import CurvatureEstimate, estimate_curvature
+from lr_widget.engine import LRFinder, StepCallback, StepEvent
+from lr_widget.repeated import RepeatedRangeTest
+from lr_widget.repeats import RepeatedSweep
+from lr_widget.result import RangeTestResult, SweepResult
+from lr_widget.settings import SweepSettings
+from lr_widget.spread import Bump, SuggestionSpread
+from lr_widget.suggestions import Suggestion
+from lr_widget.widget.runner import MainThreadQueue, SweepRunner
+
+__all__ = ["Shown", "SweepSession", "SweepView"]
+
+FloatArray = NDArray[np.float64]
+
+
+class SweepView(Protocol):
+    """What a session tells whoever draws a sweep, always in the sweep thread."""
+
+    def sweep_started(self, num_steps: int) -> None:
+        """A sweep begins (after the curvature estimate, if any)."""
+
+    def curvature_running(self, running: bool) -> None:
+        """The curvature estimate starts (``True``) or ends (``False``)."""
+
+    def sweep_progress(
+        self, run: RangeTestResult | None, event: StepEvent | None, beta: float
+    ) -> None:
+        """The current run so far (to draw smoothed with ``beta``), at most a few times a
+        second and once at the end."""
+
+    def run_finished(self, partial: RepeatedRangeTest, beta: float) -> None:
+        """A run of a repeated sweep ended; ``partial`` holds the runs so far."""
+
+    def sweep_finished(
+        self, result: SweepResult | None, error: BaseException | None, seconds: float
+    ) -> None:
+        """The sweep ended (the engine has restored the state)."""
+
+
+@dataclass(frozen=True)
+class Shown:
+    """A result as shown: re-smoothed, with everything derived from it computed once."""
+
+    result: SweepResult
+    suggestions: dict[str, Suggestion] = field(default_factory=dict)
+    spreads: dict[str, SuggestionSpread] = field(default_factory=dict)
+    bumps: list[Bump] = field(default_factory=list)
+
+    @classmethod
+    def of(cls, result: SweepResult, beta: float) -> Shown:
+        """``result`` smoothed with ``beta``, its suggestions, spreads and real bumps."""
+        shown = result if result.beta == beta else result.with_beta(beta)
+        if not shown.has_data:
+            return cls(shown)
+        try:
+            return cls(shown, shown.suggestions(), shown.spreads(), shown.real_bumps())
+        except ValueError:  # a curve the rules reject (e.g. a hand-made result): no markers
+            return cls(shown)
+
+
+class SweepSession:
+    """One widget's sweeps and results; see the module docstring.
+
+    Parameters
+    ----------
+    engine
+        An :class:`LRFinder` or a :class:`RepeatedSweep`, or ``None`` to show ``loaded`` only.
+    loaded
+        A result to show before any sweep (the only one, without an engine).
+    curvature_options
+        ``estimate_curvature`` options to estimate the curvature once, before the first sweep
+        (``None``: never).
+    curvature_inputs
+        ``(loss_fn, step_fn)`` as given to the widget, for the curvature estimate.
+    update_interval_s
+        Least time between two progress reports during a sweep.
+    """
+
+    def __init__(
+        self,
+        engine: LRFinder | RepeatedSweep | None,
+        loaded: SweepResult | None,
+        *,
+        curvature_options: Mapping[str, Any] | None = None,
+        curvature_inputs: tuple[Any, Any] = (None, None),
+        update_interval_s: float = 0.15,
+    ) -> None:
+        self.repeated = engine if isinstance(engine, RepeatedSweep) else None
+        self.finder = engine.finder if isinstance(engine, RepeatedSweep) else engine
+        self.loaded = loaded
+        self.view: SweepView | None = None
+        self._on_ended: Callable[[], None] = _nothing
+        self._on_curvature: Callable[[CurvatureEstimate | None, str], None] = _nothing
+        self.comparison = Comparison()
+        self.curvature: CurvatureEstimate | None = None
+        self.error: BaseException | None = None
+        self.main = MainThreadQueue()
+        self._beta = float(self.finder.settings.beta if self.finder is not None else _beta(loaded))
+        self._curvature_options = None if curvature_options is None else dict(curvature_options)
+        self._curvature_inputs = curvature_inputs
+        self._sweeping = self._started = False
+        self._run_before: RangeTestResult | None = None
+        self._shown: tuple[tuple[int, float, int], Shown] | None = None
+        self._sweep_started_at = 0.0
+        self._runner = SweepRunner(
+            self._sweep,
+            on_start=self._on_start,
+            on_progress=self._on_progress,
+            on_finish=self._on_finish,
+            interval_s=update_interval_s,
+        )
+
+    def attach(
+        self,
+        view: SweepView,
+        *,
+        on_ended: Callable[[], None],
+        on_curvature: Callable[[CurvatureEstimate | None, str], None],
+    ) -> None:
+        """Who hears of the sweeps: ``view`` draws them (in the sweep thread); ``on_ended`` runs
+        in the main thread once a sweep has ended and the sweep thread is done with the view;
+        ``on_curvature`` gets the curvature estimate, or ``None`` and why it failed."""
+        self.view, self._on_ended, self._on_curvature = view, on_ended, on_curvature
+
+    @property
+    def thread_alive(self) -> bool:
+        """Whether the sweep thread is still running."""
+        return self._runner.alive
+
+    # -- what there is ----------------------------------------------------------------------
+    @property
+    def result(self) -> SweepResult | None:
+        """The latest result (growing while a sweep runs), else the loaded one."""
+        if self.repeated is not None and self._started:
+            return self.repeated.result
+        if self.repeated is None and self.finder is not None and self.finder.result is not None:
+            return self.finder.result
+        return self.loaded
+
+    @property
+    def live_run(self) -> RangeTestResult | None:
+        """The run the engine is making (or made last), once the current sweep has begun."""
+        run = self.finder.result if self.finder is not None else None
+        return None if run is self._run_before else run
+
+    @property
+    def sweeping(self) -> bool:
+        """Whether a sweep is in progress (from :meth:`start` until its end is shown)."""
+        return self._sweeping
+
+    @property
+    def settings(self) -> SweepSettings:
+        """The engine's sweep settings, or those the loaded result was made with."""
+        if self.finder is not None:
+            return self.finder.settings
+        return SweepSettings() if self.loaded is None else self.loaded.sweep_settings()
+
+    @property
+    def beta(self) -> float:
+        """The smoothing shown (the engine's next sweeps use it too)."""
+        return self._beta
+
+    @beta.setter
+    def beta(self, value: float) -> None:
+        self._beta = float(value)
+
+    def shown(self) -> Shown | None:
+        """The latest result as shown (re-smoothed, suggestions...), computed once per result
+        and ``beta``; while a sweep runs, the live result's without caching."""
+        result = self.result
+        if result is None:
+            return None
+        if self._sweeping:
+            return Shown(result.with_beta(self._beta))
+        key = (id(result), self._beta, result.total_steps)
+        if self._shown is None or self._shown[0] != key:
+            self._shown = (key, Shown.of(result, self._beta))
+        return self._shown[1]
+
+    def settled(self) -> Shown:
+        """What is shown once no sweep runs: :meth:`shown`, or nothing (no suggestions) while a
+        sweep runs or before any result."""
+        shown = None if self._sweeping else self.shown()
+        return Shown(RangeTestResult([], [])) if shown is None else shown
+
+    def shown_curve(self) -> tuple[FloatArray, FloatArray] | None:
+        """``(lrs, curve)`` of the main curve: the current run while sweeping (or while no run
+        of a repeated sweep has finished), else the shown result's."""
+        result: SweepResult | None = self.live_run if self._sweeping else self.result
+        if result is not None and not result.runs:
+            result = self.live_run
+        if result is None:
+            return None
+        return result.with_beta(self._beta).shown_curve()
+
+    def recorded_lrs(self) -> FloatArray:
+        """The LRs a selection may snap to: those of :meth:`shown_curve`."""
+        shown = self.shown_curve()
+        return np.zeros(0) if shown is None else shown[0]
+
+    # -- control (main thread) --------------------------------------------------------------
+    def start(self, changes: Mapping[str, Any]) -> bool:
+        """Start a sweep with the settings changed by ``changes``; ``False`` while one runs.
+
+        Raises ``RuntimeError`` without an engine, ``TypeError``/``ValueError`` for invalid
+        settings (before anything starts).
+        """
+        self.main.run_pending()
+        if self.finder is None:
+            raise RuntimeError(
+                "this LRWidget shows a saved result and has no model to sweep; build one with "
+                "LRWidget(model, train_data, ...) to run"
+            )
+        if self._sweeping:
+            return False
+        if self.view is None:
+            raise RuntimeError("attach() a view before starting a sweep")
+        self.finder.configure(**changes)
+        self._runner.join()  # the previous sweep thread has already posted its last work
+        self._sweeping, self._started, self.error = True, True, None
+        self._run_before = self.finder.result
+        self._runner.start()
+        return True
+
+    def keep(self, label: str | None = None) -> str:
+        """Copy the current result into :attr:`comparison` under ``label``; return the label.
+
+        ``RuntimeError`` while a sweep runs; ``ValueError`` without a result to keep or if
+        ``label`` is already used.
+        """
+        self.main.run_pending()
+        if self._sweeping:
+            raise RuntimeError("a sweep is running: keep its result once it ends (w.wait())")
+        result = self.result
+        if result is None or not result.has_data:
+            raise ValueError("there is no result to keep yet: run a sweep first")
+        return self.comparison.add(result.copy(), label)
+
+    def stop(self) -> None:
+        """Stop the sweep after its current step (and, repeated, start no further run)."""
+        self._runner.stop()
+
+    def join(self, timeout: float | None = None) -> bool:
+        """Wait for the sweep thread; ``True`` once it has ended (or never started)."""
+        return self._runner.join(timeout)
+
+    def _view(self) -> SweepView:
+        assert self.view is not None  # start() checks
+        return self.view
+
+    # -- sweep thread -----------------------------------------------------------------------
+    def _sweep(self, callback: StepCallback, stop_event: threading.Event) -> SweepResult:
+        assert self.finder is not None
+        self._estimate_curvature(self.finder)
+        if self.repeated is not None:
+            return self.repeated.run(callback, stop_event, on_run_done=self._on_run_done)
+        return self.finder.run(callback=callback, stop_event=stop_event)
+
+    def _estimate_curvature(self, finder: LRFinder) -> None:
+        """Once per session, before its first sweep: every sweep restores the weights, so the
+        bound of the starting weights holds for all of them."""
+        options, self._curvature_options = self._curvature_options, None
+        if options is None:
+            return
+        self._view().curvature_running(True)
+        loss_fn, step_fn = self._curvature_inputs
+        try:
+            estimate = estimate_curvature(
+                finder.model, finder.train_data, loss_fn, finder.optimizer, step_fn=step_fn,
+                **options,
+            )  # fmt: skip
+        except Exception as error:  # the sweep is still worth running: say why, go on
+            note = f"curvature estimate failed: {type(error).__name__}: {error}"
+            self.main.post(lambda: self._curvature_done(None, note))
+        else:
+            self.main.post(lambda: self._curvature_done(estimate, ""))
+        self._view().curvature_running(False)
+
+    def _on_start(self) -> None:
+        assert self.finder is not None
+        self._sweep_started_at = time.perf_counter()
+        self._view().sweep_started(self.finder.settings.num_steps)
+
+    def _on_progress(self, event: StepEvent | None) -> None:
+        self._view().sweep_progress(self.live_run, event, self._beta)
+
+    def _on_run_done(self, partial: RepeatedRangeTest) -> None:
+        self._view().run_finished(partial, self._beta)
+
+    def _on_finish(self, error: BaseException | None) -> None:
+        self.error = error
+        try:
+            result = self.repeated.result if self.repeated is not None else self.live_run
+            seconds = time.perf_counter() - self._sweep_started_at
+            self._view().sweep_finished(result, error, seconds)
+        finally:
+            self.main.post(self._ended)  # last: the main thread owns everything after
+
+    # -- main thread ------------------------------------------------------------------------
+    def _ended(self) -> None:
+        self._sweeping = False
+        self._on_ended()
+
+    def _curvature_done(self, estimate: CurvatureEstimate | None, note: str) -> None:
+        self.curvature = estimate
+        self._on_curvature(estimate, note)
+
+
+def _nothing(*_args: Any) -> None:
+    pass
+
+
+def _beta(result: SweepResult | None) -> float:
+    return SweepSettings().beta if result is None else result.beta

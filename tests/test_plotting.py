@@ -1,0 +1,172 @@
+"""``result.plot()`` and the command line's picture: matplotlib, with the widget's colours,
+ticks and y range, for single and repeated results, robust to blow-ups and NaN."""
+
+from __future__ import annotations
+
+import math
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("matplotlib")
+
+import matplotlib
+from matplotlib.axes import Axes
+from matplotlib.collections import PathCollection, PolyCollection
+from matplotlib.colors import to_hex
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+
+from lr_widget import RangeTestResult, RepeatedRangeTest
+from lr_widget.axes import decade_ticks, robust_y_range
+from lr_widget.plotting import save_picture
+from lr_widget.style import BAND_COLOR, LOSS_COLOR, RAW_COLOR, VAL_COLOR, rule_style
+from lr_widget.suggestions import DEFAULT_RULE
+
+matplotlib.use("Agg")
+
+
+def _result(num_steps: int = 100) -> RangeTestResult:
+    """A typical curve from 1e-7 to 10: flat at 1.2, a dip to 0.5, then a blow-up."""
+    lrs = np.logspace(-7, 1, num_steps)
+    x = np.log10(lrs)
+    curve = 1.2 - 0.7 * np.exp(-(((x + 1) / 1.5) ** 2)) + np.where(x > -0.5, 30 * (x + 0.5) ** 3, 0)
+    losses = curve + 0.05 * np.sin(np.arange(num_steps) * 1.7)
+    return RangeTestResult(lrs=lrs.tolist(), losses=losses.tolist(), beta=0.9)
+
+
+def _axes() -> Axes:
+    return Figure().add_subplot()
+
+
+def _line(ax: Axes, label: str) -> Line2D:
+    (line,) = [line for line in ax.get_lines() if line.get_label() == label]
+    return line
+
+
+def test_a_single_run_draws_raw_and_smoothed_loss_in_the_widgets_colours() -> None:
+    result = _result()
+    ax = result.plot(_axes())
+    raw, smoothed = _line(ax, "loss (raw)"), _line(ax, "loss (smoothed)")
+    np.testing.assert_array_equal(raw.get_ydata(), result.losses)
+    np.testing.assert_allclose(smoothed.get_ydata(), result.smoothed_losses)
+    assert to_hex(raw.get_color()) == RAW_COLOR
+    assert to_hex(smoothed.get_color()) == LOSS_COLOR
+    assert (ax.get_xscale(), ax.get_xlabel(), ax.get_ylabel()) == ("log", "learning rate", "loss")
+
+
+def test_axes_use_the_widgets_decade_ticks_and_robust_y_range() -> None:
+    result = _result()
+    ax = result.plot(_axes())
+    assert list(ax.get_xticks()) == decade_ticks(result.lrs[0], result.lrs[-1])
+    assert ax.get_xlim() == pytest.approx((1e-7, 10.0))
+    expected = robust_y_range(result.smoothed_losses, result.losses)
+    assert ax.get_ylim() == pytest.approx(expected)
+    assert ax.get_ylim()[1] < 3  # the blow-up to 30 does not squash the dip
+
+
+def test_every_suggestion_is_marked_with_its_rules_marker_and_the_default_named() -> None:
+    result = _result()
+    ax = result.plot(_axes())
+    answered = {rule: s for rule, s in result.suggestions().items() if s.lr is not None}
+    assert answered  # the test can fail
+    markers = {
+        collection.get_label(): collection
+        for collection in ax.collections
+        if isinstance(collection, PathCollection)
+    }
+    for rule, suggestion in answered.items():
+        default = " (default)" if rule == DEFAULT_RULE else ""
+        mark = markers[f"{rule} {suggestion.lr:.1e}{default}"]
+        assert mark.get_offsets().tolist() == [[suggestion.lr, suggestion.loss]]
+        assert to_hex(mark.get_facecolor()[0]) == rule_style(rule).color
+    assert len(markers) == len(answered)
+    legend = [text.get_text() for text in ax.get_legend().get_texts()]
+    assert any(label.endswith("(default)") for label in legend)
+
+
+def test_the_validation_curve_is_drawn_and_fits_the_y_range() -> None:
+    base = _result(60)
+    val = [loss + 0.3 for loss in base.losses]
+    result = RangeTestResult(lrs=base.lrs, losses=base.losses, val_losses=val, beta=0.9)
+    ax = result.plot(_axes())
+    smoothed_val = _line(ax, "val loss (smoothed)")
+    assert to_hex(smoothed_val.get_color()) == VAL_COLOR
+    assert ax.get_ylim() == pytest.approx(robust_y_range(result.curve, val))
+
+
+def test_a_repeated_result_draws_its_band_and_median() -> None:
+    runs = [
+        RangeTestResult(lrs=_result().lrs, losses=[v * scale for v in _result().losses], beta=0.9)
+        for scale in (0.95, 1.0, 1.05)
+    ]
+    repeated = RepeatedRangeTest(runs)
+    ax = repeated.plot(_axes())
+    band = repeated.band()
+    median = _line(ax, "median of runs")
+    np.testing.assert_allclose(median.get_ydata(), band.median)
+    assert to_hex(median.get_color()) == BAND_COLOR
+    (fill,) = [c for c in ax.collections if isinstance(c, PolyCollection)]
+    assert fill.get_label() == "spread of 3 runs"
+    vertices = fill.get_paths()[0].vertices
+    assert vertices[:, 1].min() == pytest.approx(float(np.nanmin(band.low)))
+    assert vertices[:, 1].max() == pytest.approx(float(np.nanmax(band.high)))
+
+
+def test_non_finite_losses_leave_gaps() -> None:
+    result = _result(40)
+    losses = list(result.losses)
+    losses[10], losses[-1] = math.nan, math.inf
+    broken = RangeTestResult(lrs=result.lrs, losses=losses, beta=0.0)
+    ax = broken.plot(_axes())
+    raw = np.asarray(_line(ax, "loss (raw)").get_ydata())
+    assert math.isnan(raw[10])
+    assert math.isnan(raw[-1])
+    assert np.isfinite(ax.get_ylim()).all()
+
+
+@pytest.mark.parametrize(
+    "result",
+    [RangeTestResult(lrs=[], losses=[]), RangeTestResult(lrs=[1e-3, 1e-2], losses=[math.nan] * 2)],
+)
+def test_empty_and_all_nan_results_still_give_a_picture(result: RangeTestResult) -> None:
+    ax = result.plot(_axes())
+    assert ax.get_xscale() == "log"
+
+
+def test_plot_without_axes_draws_on_a_new_pyplot_figure_with_a_title() -> None:
+    import matplotlib.pyplot as plt
+
+    ax = _result().plot(title="my sweep")
+    try:
+        assert ax.get_title() == "my sweep"
+        assert ax.figure in [plt.figure(number) for number in plt.get_fignums()]
+    finally:
+        plt.close("all")
+
+
+def test_saved_svg_is_valid_deterministic_and_labelled(tmp_path: Path) -> None:
+    result = _result()
+    first = save_picture(result, tmp_path / "a.svg", title="LR range test")
+    second = save_picture(result, tmp_path / "b.svg", title="LR range test")
+    assert first.read_bytes() == second.read_bytes()  # no date, fixed ids
+    root = ET.parse(first).getroot()
+    assert root.tag == "{http://www.w3.org/2000/svg}svg"
+    texts = "".join(root.itertext())
+    assert "LR range test" in texts
+    assert "learning rate" in texts
+    assert f"{DEFAULT_RULE} {result.suggested_lr:.1e} (default)" in texts
+
+
+def test_saved_png_is_a_png(tmp_path: Path) -> None:
+    path = save_picture(_result(), tmp_path / "curve.png")
+    assert path.read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+
+
+def test_without_matplotlib_plot_says_how_to_get_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    with pytest.raises(ModuleNotFoundError, match="needs matplotlib: pip install matplotlib"):
+        _result().plot()
