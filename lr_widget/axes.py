@@ -15,16 +15,23 @@ from numpy.typing import ArrayLike, NDArray
 from lr_widget.validation import require_lr
 
 __all__ = [
+    "MAX_DRAWN_POINTS",
     "decade_ticks",
+    "envelope_indices",
     "nan_for_inf",
     "nearest_index",
     "robust_y_range",
     "snap_range",
+    "thin_indices",
     "union_of_ranges",
 ]
 
 FloatArray = NDArray[np.float64]
+IntArray = NDArray[np.intp]
 YRange = tuple[float, float]
+
+MAX_DRAWN_POINTS = 2000
+"""Most points a drawn line sends to the browser: a 10,000-step sweep draws its envelope."""
 
 # Headroom above the highest pre-minimum loss, as a share of its drop to the minimum: enough to
 # see the divergence start, not so much that an exploding tail flattens the interesting part.
@@ -142,3 +149,49 @@ def union_of_ranges(ranges: Sequence[YRange | None]) -> YRange | None:
     if not given:
         return None
     return min(low for low, _ in given), max(high for _, high in given)
+
+
+def envelope_indices(values: ArrayLike, max_points: int = MAX_DRAWN_POINTS) -> IntArray:
+    """Indices of at most about ``max_points`` points of ``values`` that keep its look.
+
+    All indices when they fit. Otherwise the points are cut into ``max_points // 2`` runs of
+    equal length and each run keeps its lowest and highest finite point (so spikes and dips
+    survive, unlike every k-th point), plus its first non-finite point (so a gap stays a gap),
+    and the first and last points; in increasing order. O(n) with numpy.
+
+    >>> envelope_indices([3.0, 1.0, 2.0], max_points=10).tolist()
+    [0, 1, 2]
+    >>> values = [0.0] * 100
+    >>> values[37] = 5.0
+    >>> picked = envelope_indices(values, max_points=10)
+    >>> 37 in picked, picked.size <= 12
+    (True, True)
+    """
+    array = np.asarray(values, dtype=np.float64).ravel()
+    count = array.size
+    if count <= max_points:
+        return np.arange(count)
+    runs = max(1, max_points // 2)
+    width = -(-count // runs)  # ceil
+    padded = np.full(runs * width, np.nan)
+    padded[:count] = array
+    grid = padded.reshape(runs, width)
+    finite = np.isfinite(grid)
+    offsets = np.arange(runs) * width
+    lowest = np.where(finite, grid, np.inf).argmin(axis=1) + offsets
+    highest = np.where(finite, grid, -np.inf).argmax(axis=1) + offsets
+    gaps = (~finite).argmax(axis=1) + offsets
+    has_gap = (~finite).any(axis=1) & (gaps < count)
+    picked = np.concatenate([[0, count - 1], lowest, highest, gaps[has_gap]])
+    return np.unique(picked[picked < count])
+
+
+def thin_indices(count: int, max_points: int = MAX_DRAWN_POINTS) -> IntArray:
+    """At most ``max_points`` evenly spread indices of ``count`` points, first and last kept.
+
+    >>> thin_indices(5, max_points=3).tolist()
+    [0, 2, 4]
+    """
+    if count <= max_points:
+        return np.arange(count)
+    return np.unique(np.linspace(0, count - 1, max_points).round().astype(np.intp))

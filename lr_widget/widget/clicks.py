@@ -20,6 +20,7 @@ import ipywidgets
 import numpy as np
 from numpy.typing import NDArray
 
+from lr_widget.axes import thin_indices
 from lr_widget.style import LOSS_COLOR
 from lr_widget.widget._bqplot import bqplot
 
@@ -117,10 +118,11 @@ class ClickLayer:
         self.overlay.x = [float(low), float(high)]
 
     def draw_points(self, lrs: FloatArray, curve: FloatArray) -> None:
-        """One hover point per recorded LR where the shown curve is finite."""
-        finite = np.isfinite(curve) & np.isfinite(lrs) & (lrs > 0)
-        point_lrs = lrs[finite]
+        """One hover point per recorded LR where the shown curve is finite (at most
+        :data:`~lr_widget.axes.MAX_DRAWN_POINTS`, evenly spread)."""
+        finite = np.flatnonzero(np.isfinite(curve) & np.isfinite(lrs) & (lrs > 0))
+        shown = finite[thin_indices(finite.size)]  # a long sweep: every k-th point hovers
+        point_lrs = lrs[shown]
         self._point_lrs = point_lrs  # first: the browser may click a new point at once
         with self.hover_points.hold_sync():
-            self.hover_points.x = point_lrs
-            self.hover_points.y = curve[finite]
+            self.hover_points.x, self.hover_points.y = point_lrs, curve[shown]

@@ -209,11 +209,12 @@ class Controls:
         spreads = spreads or {}
         for rule, button in self.suggestion_buttons.items():
             suggestion, spread = suggestions.get(rule), spreads.get(rule)
-            button.disabled = suggestion is None or suggestion.lr is None
             tooltip = "" if suggestion is None else str(suggestion)
             if spread is not None and spread.describe() not in tooltip:
                 tooltip = f"{spread.describe()}\n{tooltip}"
-            button.tooltip = tooltip
+            with button.hold_sync():  # one message, not one per trait
+                button.disabled = suggestion is None or suggestion.lr is None
+                button.tooltip = tooltip
 
     def show_spreads(
         self, spreads: Mapping[str, SuggestionSpread], real_bumps: Sequence[Bump] = ()

@@ -8,9 +8,9 @@ import numpy as np
 from numpy.typing import NDArray
 
 from lr_widget.result import RangeTestResult
-from lr_widget.smoothing import debiased_ema
+from lr_widget.smoothing import DebiasedEMA, debiased_ema
 
-__all__ = ["Curves"]
+__all__ = ["Curves", "LiveCurves"]
 
 FloatArray = NDArray[np.float64]
 
@@ -61,3 +61,50 @@ class Curves:
     def raw(self) -> FloatArray:
         """The raw series behind :attr:`curve`."""
         return self.losses if self.val_losses is None else self.val_losses
+
+
+class LiveCurves:
+    """The curves of a run that grows, smoothed incrementally: each :meth:`update` smooths only
+    the steps recorded since the last one, so a redraw of a 10,000-step sweep costs what its new
+    steps cost (a new run or another ``beta`` starts over).
+
+    >>> run = RangeTestResult(lrs=[1e-3, 1e-2], losses=[1.0, 3.0])
+    >>> live = LiveCurves()
+    >>> live.update(run, 0.5).smoothed.tolist()
+    [1.0, 2.3333333333333335]
+    >>> run.lrs.append(1e-1); run.losses.append(5.0)
+    >>> live.update(run, 0.5).smoothed.tolist() == debiased_ema(run.losses, 0.5).tolist()
+    True
+    """
+
+    def __init__(self) -> None:
+        self._run: RangeTestResult | None = None
+        self._beta = -1.0
+        self._smoothed: list[float] = []
+        self._smoothed_val: list[float] = []
+        self._ema = self._val_ema = DebiasedEMA(0.0)
+
+    def update(self, run: RangeTestResult, beta: float) -> Curves:
+        """The curves of ``run`` so far, smoothed with ``beta``."""
+        if run is not self._run or beta != self._beta:
+            self._run, self._beta = run, beta
+            self._smoothed, self._smoothed_val = [], []
+            self._ema, self._val_ema = DebiasedEMA(beta), DebiasedEMA(beta)
+        count = min(len(run.lrs), len(run.losses))
+        if run.val_losses is not None:
+            count = min(count, len(run.val_losses))
+        update = self._ema.update
+        self._smoothed.extend(update(loss) for loss in run.losses[len(self._smoothed) : count])
+        val = None
+        if run.val_losses is not None:
+            val = np.array(run.val_losses[:count], dtype=np.float64)
+            update_val = self._val_ema.update
+            recent = run.val_losses[len(self._smoothed_val) : count]
+            self._smoothed_val.extend(update_val(loss) for loss in recent)
+        return Curves(
+            lrs=np.array(run.lrs[:count], dtype=np.float64),
+            losses=np.array(run.losses[:count], dtype=np.float64),
+            smoothed=np.array(self._smoothed[:count], dtype=np.float64),
+            val_losses=val,
+            smoothed_val=None if val is None else np.array(self._smoothed_val[:count]),
+        )

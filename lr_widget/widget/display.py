@@ -21,7 +21,7 @@ from lr_widget.repeated import RepeatedRangeTest
 from lr_widget.result import RangeTestResult, StopReason, SweepResult
 from lr_widget.spread import NoiseBand
 from lr_widget.widget.controls import Controls, format_seconds
-from lr_widget.widget.curves import Curves
+from lr_widget.widget.curves import Curves, LiveCurves
 from lr_widget.widget.plot import LossPlot
 from lr_widget.widget.session import Shown, SweepSession
 from lr_widget.widget.support import x_range
@@ -48,6 +48,7 @@ class SweepDisplay:
         self.controls = controls
         self.optimizer_note = optimizer_note
         self._drawn_beta: float | None = None  # the beta of the single-run curves drawn
+        self._live = LiveCurves()  # the sweep thread's
 
     def status(self, text: str, *, error: bool = False) -> None:
         """One status line, with the optimizer noted."""
@@ -71,7 +72,7 @@ class SweepDisplay:
     ) -> None:
         """Draw the current run so far and the progress line."""
         if run is not None:
-            self.plot.draw_curves(Curves.of(run, beta))
+            self.plot.draw_curves(self._live.update(run, beta))
             self._drawn_beta = beta
         if event is not None:
             self.controls.show_progress(event)

@@ -18,9 +18,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from numpy.typing import NDArray
+from numpy.typing import ArrayLike, NDArray
 
-from lr_widget.axes import YRange, robust_y_range, union_of_ranges
+from lr_widget.axes import YRange, envelope_indices, nan_for_inf, robust_y_range, union_of_ranges
 from lr_widget.curvature import CurvatureEstimate
 from lr_widget.spread import Bump, NoiseBand, SuggestionSpread
 from lr_widget.style import BAND_OPACITY, BUMP_COLOR, CURVATURE_COLOR, RANGE_COLOR
@@ -37,6 +37,7 @@ __all__ = [
     "SpreadBars",
     "band_y_range",
     "finite_band",
+    "set_line",
 ]
 
 FloatArray = NDArray[np.float64]
@@ -95,10 +96,21 @@ def _fill(scales: dict[str, Any], color: str, opacity: float) -> Any:
     )
 
 
+def set_line(line: Any, x: ArrayLike, y: ArrayLike) -> None:
+    """Draw ``(x, y)`` on a ``Lines`` mark in one message: non-finite values as gaps, and at
+    most about :data:`~lr_widget.axes.MAX_DRAWN_POINTS` points (the curve's envelope)."""
+    xs, ys = np.asarray(x, dtype=np.float64), nan_for_inf(y)
+    keep = envelope_indices(ys)
+    with line.hold_sync():
+        line.x, line.y = xs[keep], ys[keep]
+
+
 def _set_band(mark: Any, lrs: FloatArray, low: FloatArray, high: FloatArray) -> None:
+    """Fill between ``low`` and ``high`` over ``lrs`` (none: hide the band)."""
+    keep = np.union1d(envelope_indices(low), envelope_indices(high)) if lrs.size else slice(0)
     with mark.hold_sync():
-        mark.x = lrs
-        mark.y = np.vstack([low, high]) if lrs.size else _empty_band_y()
+        mark.x = lrs[keep]
+        mark.y = np.vstack([low[keep], high[keep]]) if lrs.size else _empty_band_y()
         mark.visible = bool(lrs.size)
 
 
@@ -157,7 +169,7 @@ class NoiseBandMarks:
             lrs, median, low, high = finite_band(band)
         _set_band(self.fill, lrs, low, high)
         with self.median.hold_sync():
-            self.median.x, self.median.y = lrs, median
+            set_line(self.median, lrs, median)
             if lrs.size:  # a hidden band keeps its last label: no legend churn
                 plural = "" if runs == 1 else "s"
                 self.median.labels = [f"{self.label_prefix}median of {runs} run{plural}"]
@@ -239,7 +251,7 @@ class KeptOverlays:
             repeated = bool(band.count.size and band.count.max() > 1)
             _set_band(kept.fill, lrs if repeated else np.zeros(0), low, high)
             with kept.line.hold_sync():
-                kept.line.x, kept.line.y = lrs, median
+                set_line(kept.line, lrs, median)
                 kept.line.labels = [label]
             ranges.append(band_y_range(band))
         self.y_range = union_of_ranges(ranges)

@@ -18,9 +18,9 @@ from typing import Any
 
 import ipywidgets
 import numpy as np
-from numpy.typing import ArrayLike, NDArray
+from numpy.typing import NDArray
 
-from lr_widget.axes import YRange, decade_ticks, nan_for_inf, robust_y_range, union_of_ranges
+from lr_widget.axes import YRange, decade_ticks, robust_y_range, union_of_ranges
 from lr_widget.curvature import CurvatureEstimate
 from lr_widget.spread import Bump, NoiseBand, SuggestionSpread
 from lr_widget.style import (
@@ -42,6 +42,7 @@ from lr_widget.widget.overlays import (
     NoiseBandMarks,
     RangeMarks,
     SpreadBars,
+    set_line,
 )
 
 __all__ = ["LR_RANGE_CLASS", "LossPlot"]
@@ -196,7 +197,8 @@ class LossPlot:
         for rule, mark in self.suggestion_marks.items():
             suggestion = suggestions.get(rule)
             if suggestion is None or suggestion.lr is None or suggestion.loss is None:
-                mark.visible = mark.display_legend = False
+                with mark.hold_sync():  # one message, not one per trait
+                    mark.visible = mark.display_legend = False
                 continue
             with mark.hold_sync():
                 mark.x, mark.y = [suggestion.lr], [suggestion.loss]
@@ -255,12 +257,12 @@ class LossPlot:
     # -- owner of the curves: the sweep thread while sweeping, else the main thread ----------
     def draw_curves(self, curves: Curves) -> None:
         """Draw the loss curves and fit the y range to them (and to the band and kept ones)."""
-        _set_xy(self.raw_line, curves.lrs, curves.losses)
-        _set_xy(self.loss_line, curves.lrs, curves.smoothed)
+        set_line(self.raw_line, curves.lrs, curves.losses)
+        set_line(self.loss_line, curves.lrs, curves.smoothed)
         has_val = curves.val_losses is not None and curves.smoothed_val is not None
-        if has_val:
-            _set_xy(self.raw_val_line, curves.lrs, curves.val_losses)
-            _set_xy(self.val_line, curves.lrs, curves.smoothed_val)
+        if curves.val_losses is not None and curves.smoothed_val is not None:
+            set_line(self.raw_val_line, curves.lrs, curves.val_losses)
+            set_line(self.val_line, curves.lrs, curves.smoothed_val)
         for line in (self.raw_val_line, self.val_line):
             if line.visible != has_val:
                 line.visible = line.display_legend = has_val
@@ -272,7 +274,7 @@ class LossPlot:
         """Empty the single-run lines (a repeated result shows its median instead)."""
         empty = np.zeros(0)
         for line in (self.raw_line, self.loss_line, self.raw_val_line, self.val_line):
-            _set_xy(line, empty, empty)
+            set_line(line, empty, empty)
         self.raw_val_line.visible = self.raw_val_line.display_legend = False
         self.val_line.visible = self.val_line.display_legend = False
         self._y_ranges["curves"] = None
@@ -323,9 +325,3 @@ def _suggestion_mark(scales: dict[str, Any], rule: str) -> Any:
         visible=False,
         display_legend=False,
     )
-
-
-def _set_xy(line: Any, x: ArrayLike, y: ArrayLike | None) -> None:
-    with line.hold_sync():
-        line.x = np.asarray(x, dtype=np.float64)
-        line.y = nan_for_inf(np.zeros(0) if y is None else y)

@@ -1,4 +1,4 @@
-"""Running the sweep in a background thread, publishing it at a few updates a second.
+"""Running sweeps in a background thread, publishing them at a few updates a second.
 
 Jupyter delivers button clicks, slider moves and plot clicks only while no cell is running, so a
 sweep that blocks the cell could never be stopped or clicked. :class:`SweepRunner` runs it in a
@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import queue
 import sys
 import threading
 import warnings
@@ -24,7 +25,10 @@ from typing import Any
 
 from lr_widget.engine import StepCallback, StepEvent
 
-__all__ = ["MainThreadQueue", "SweepFn", "SweepRunner"]
+__all__ = ["IDLE_EXIT_S", "MainThreadQueue", "SweepFn", "SweepRunner"]
+
+IDLE_EXIT_S = 30.0
+"""Seconds the sweep thread waits for another sweep before it ends."""
 
 # sweep(callback, stop_event) runs the whole sweep (one or several runs) in the calling thread
 # and returns its result.
@@ -93,7 +97,11 @@ class MainThreadQueue:
 
 
 class SweepRunner:
-    """Run a sweep in a daemon thread and publish its progress, throttled on time.
+    """Run sweeps in one long-lived daemon thread and publish their progress, throttled on time.
+
+    The thread is started by the first sweep and then waits for the next one, so a re-run costs
+    no thread start; it ends after :data:`IDLE_EXIT_S` seconds without a sweep (a widget dropped
+    without ``close()`` leaves no thread behind) and at :meth:`shutdown` (``close()``).
 
     Parameters
     ----------
@@ -123,15 +131,19 @@ class SweepRunner:
         self._on_progress = on_progress
         self._on_finish = on_finish
         self.interval_s = interval_s
-        self._thread: threading.Thread | None = None
+        self._thread: threading.Thread | None = None  # the sweep thread, while it serves
+        self._thread_lock = threading.Lock()  # starting a sweep vs. the thread's idle exit
+        self._jobs: queue.SimpleQueue[bool] = queue.SimpleQueue()  # True: sweep; False: quit
+        self._done = threading.Event()
+        self._done.set()  # no sweep yet
         self._stop_event = threading.Event()
         self._latest: StepEvent | None = None
         self._last_publish = -float("inf")
 
     @property
     def alive(self) -> bool:
-        """Whether the sweep thread is still running."""
-        return self._thread is not None and self._thread.is_alive()
+        """Whether a sweep is running (from :meth:`start` until its ``on_finish`` returned)."""
+        return not self._done.is_set()
 
     @property
     def stop_requested(self) -> bool:
@@ -139,15 +151,21 @@ class SweepRunner:
         return self._stop_event.is_set()
 
     def start(self) -> bool:
-        """Start a sweep in a new thread; ``False`` (and nothing done) if one is running."""
+        """Start a sweep in the sweep thread; ``False`` (and nothing done) if one is running."""
         if self.alive:
             return False
         # A fresh event per sweep: a Stop can never leak into the next sweep, and a Stop that
         # arrives before the engine starts its loop is not lost.
         self._stop_event = threading.Event()
         self._latest, self._last_publish = None, -float("inf")
-        self._thread = threading.Thread(target=self._work, name="lr_widget-sweep", daemon=True)
-        self._thread.start()
+        self._done.clear()
+        with self._thread_lock:
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._loop, name="lr_widget-sweep", daemon=True
+                )
+                self._thread.start()
+            self._jobs.put(True)
         return True
 
     def stop(self) -> None:
@@ -155,20 +173,50 @@ class SweepRunner:
         self._stop_event.set()
 
     def join(self, timeout: float | None = None) -> bool:
-        """Wait for the sweep thread; ``True`` if it has ended (or never started)."""
-        thread = self._thread
-        if thread is None or thread is threading.current_thread():
+        """Wait for the sweep to end; ``True`` if it has ended (or none was started)."""
+        if threading.current_thread() is self._thread:
             return True
-        thread.join(timeout)
-        return not thread.is_alive()
+        return self._done.wait(timeout)
+
+    def shutdown(self) -> None:
+        """Stop any sweep, wait for it, and end the sweep thread."""
+        self.stop()
+        self.join()
+        with self._thread_lock:
+            thread, self._thread = self._thread, None
+            if thread is not None:
+                self._jobs.put(False)
+        if thread is not None and thread is not threading.current_thread():
+            thread.join()
 
     # -- sweep thread -----------------------------------------------------------------------
+    def _loop(self) -> None:
+        while self._next_job():
+            try:
+                self._work()
+            finally:
+                self._done.set()
+
+    def _next_job(self) -> bool:
+        """Wait for a sweep; ``False`` to end the thread (shut down, or idle too long)."""
+        while True:
+            try:
+                return self._jobs.get(timeout=IDLE_EXIT_S)
+            except queue.Empty:
+                with self._thread_lock:
+                    if self._jobs.empty():  # else start() queued a sweep meanwhile: serve it
+                        self._thread = None
+                        return False
+
     def _work(self) -> None:
         error: BaseException | None = None
         try:
             self._on_start()
+            # The first redraw comes one interval in, not at the first step: a sweep shorter
+            # than the interval is drawn once, when it ends.
+            self._last_publish = monotonic()
             self._sweep(self._on_step, self._stop_event)
-        except BaseException as exc:  # the thread's only exit: hand everything to on_finish
+        except BaseException as exc:  # the sweep's only exit: hand everything to on_finish
             error = exc
         try:
             self._on_progress(self._latest)  # the final state is always drawn

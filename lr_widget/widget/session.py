@@ -152,7 +152,7 @@ class SweepSession:
 
     @property
     def thread_alive(self) -> bool:
-        """Whether the sweep thread is still running."""
+        """Whether a sweep is still running in the sweep thread."""
         return self._runner.alive
 
     # -- what there is ----------------------------------------------------------------------
@@ -269,8 +269,13 @@ class SweepSession:
         self._runner.stop()
 
     def join(self, timeout: float | None = None) -> bool:
-        """Wait for the sweep thread; ``True`` once it has ended (or never started)."""
+        """Wait for the sweep; ``True`` once it has ended (or none started)."""
         return self._runner.join(timeout)
+
+    def close(self) -> None:
+        """Stop any sweep, wait for it (the state is restored) and end the sweep thread."""
+        self._runner.shutdown()
+        self.main.run_pending()
 
     def _view(self) -> SweepView:
         assert self.view is not None  # start() checks

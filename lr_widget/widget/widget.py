@@ -321,9 +321,8 @@ class LRWidget(ipywidgets.VBox):
         """Stop the sweep, wait for its thread (the state is restored), and close every view."""
         if self._closed:
             return
-        self.stop()
-        self.session.join()
-        self.session.main.run_pending()
+        self.stop()  # disables Stop first: whoever watches it may rely on the order
+        self.session.close()
         self._closed = True
         for child in widget_tree(self):
             child.close()

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from lr_widget import RangeTestResult, StopReason
-from lr_widget.axes import decade_ticks, robust_y_range
+from lr_widget.axes import MAX_DRAWN_POINTS, decade_ticks, robust_y_range
 from lr_widget.smoothing import debiased_ema
 from lr_widget.widget import LRWidget, runner
 from lr_widget.widget.clicks import TOOLTIP_CLASS, TRANSPARENT_PNG
@@ -222,3 +222,34 @@ def test_hover_points_follow_resmoothing(setup: Setup) -> None:
     assert result is not None
     move(w.controls.beta, 0.2)
     np.testing.assert_allclose(drawn(w.plot.hover_points.y), debiased_ema(result.losses, 0.2))
+
+
+@pytest.mark.slow
+def test_a_10000_step_sweep_keeps_every_point_but_sends_a_bounded_envelope(setup: Setup) -> None:
+    num_steps = 10_000
+    losses = [2.0 - 1.5 * i / num_steps for i in range(num_steps)]
+    losses[6_789] = 40.0  # one spike: the envelope must keep it
+    w = setup.widget(
+        ScriptedStep(losses=losses), num_steps=num_steps, start_lr=1e-6, end_lr=1e-2,
+        diverge_factor=math.inf, beta=0.0, update_interval_s=0.05,
+    )  # fmt: skip
+    sizes: list[int] = []
+    for mark in (w.plot.raw_line, w.plot.loss_line, w.plot.hover_points):
+        original = mark._send
+        mark._send = lambda msg, buffers=None, send=original: (
+            sizes.append(sum(len(b) for b in buffers or [])),
+            send(msg, buffers),
+        )
+    w.run()
+    result = w.wait(120)
+    assert result is not None
+    assert result.num_steps == num_steps  # every point stays on the result
+    raw_x = drawn(w.plot.raw_line.x)
+    assert raw_x.size <= MAX_DRAWN_POINTS + 2
+    assert drawn(w.plot.hover_points.x).size <= MAX_DRAWN_POINTS
+    assert result.lrs[6_789] in raw_x  # the spike survives the thinning
+    assert drawn(w.plot.raw_line.y).max() == 40.0
+    assert raw_x[0] == result.lrs[0]
+    assert raw_x[-1] == result.lrs[-1]
+    assert sizes  # the test can fail: the marks were redrawn
+    assert max(sizes) <= 2 * 8 * (MAX_DRAWN_POINTS + 2)  # x and y as float64, nothing more

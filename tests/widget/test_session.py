@@ -11,6 +11,7 @@ import torch
 import traitlets
 
 from lr_widget import LRFinder, RangeTestResult
+from lr_widget.widget import runner
 from lr_widget.widget.selection import Selection
 from lr_widget.widget.session import SweepSession
 from lr_widget.widget.targets import LRTargets
@@ -24,9 +25,12 @@ class RecordingView:
 
     def __init__(self) -> None:
         self.calls: list[tuple[str, str]] = []
+        self.threads: list[threading.Thread] = []
 
     def _note(self, hook: str) -> None:
         self.calls.append((hook, threading.current_thread().name))
+        if threading.current_thread() not in self.threads:
+            self.threads.append(threading.current_thread())
 
     def sweep_started(self, num_steps: int) -> None:
         self._note("sweep_started")
@@ -72,6 +76,31 @@ def test_a_session_sweeps_in_its_thread_and_hands_the_end_to_the_main_thread() -
     assert {thread for _, thread in view.calls} == {"lr_widget-sweep"}
     assert isinstance(session.result, RangeTestResult)
     assert session.result.num_steps == 30
+
+
+def _sweep(session: SweepSession) -> None:
+    assert session.start({})
+    assert session.join(60)
+    session.main.run_pending()
+
+
+def test_sweeps_reuse_one_thread_that_ends_when_idle_or_closed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(runner, "IDLE_EXIT_S", 0.3)
+    session, view, _ = _session()
+    _sweep(session)
+    _sweep(session)
+    assert len(view.threads) == 1  # the second sweep started no thread
+    (first,) = view.threads
+    first.join(20)
+    assert not first.is_alive()  # idle: no thread left behind
+    _sweep(session)  # a new thread serves the next sweep
+    first_again, second = view.threads
+    assert first_again is first
+    session.close()
+    assert not second.is_alive()
+    assert not session.thread_alive
 
 
 def test_shown_is_derived_once_per_result_and_smoothing_and_never_changes_the_result() -> None:
