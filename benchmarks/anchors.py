@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import logging
 import math
 import tempfile
 import warnings
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import torch
@@ -167,13 +168,33 @@ def prepare_lr_widget(setup: Setup, spec: SweepSpec) -> Runner:
     return run
 
 
+def prepare_lr_widget_suggesting(setup: Setup, spec: SweepSpec) -> Runner:
+    """``find_lr`` and then every rule's suggestion: what a script does to get the answer the
+    live widget shows, so the baseline of the widget's own cost."""
+    return prepare_lr_widget(setup, replace(spec, suggest=True))
+
+
 def prepare_lr_widget_live(setup: Setup, spec: SweepSpec) -> Runner:
     """The same sweep as :func:`prepare_lr_widget`, driven by a live ``LRWidget``.
 
     Outside a kernel, widgets talk to a dummy comm: every update is built and serialised as in a
-    notebook, only nothing is sent over a socket.
+    notebook, only nothing is sent over a socket. Each sweep also counts the messages the widget
+    sends and the size of the largest one (its JSON state plus binary buffers): the payload a
+    browser would receive.
     """
+    import ipywidgets
+
     from lr_widget import LRWidget
+
+    sent: list[int] = []
+    send = ipywidgets.Widget._send
+
+    def counting_send(widget: Any, msg: dict[str, Any], buffers: Any = None) -> None:
+        state = json.dumps(msg.get("state", {}), default=str)
+        sent.append(len(state) + sum(memoryview(buffer).nbytes for buffer in buffers or []))
+        send(widget, msg, buffers)
+
+    ipywidgets.Widget._send = counting_send  # this worker process runs this contender only
 
     start, end, steps = _resolve("lr_widget", spec)
     optimizer = setup.make_optimizer(setup.model.parameters(), start)
@@ -186,10 +207,12 @@ def prepare_lr_widget_live(setup: Setup, spec: SweepSpec) -> Runner:
     )  # fmt: skip
 
     def run() -> Sweep:
+        sent.clear()
         widget.run()
         widget.wait()
         result = widget.result
-        return Sweep(list(result.lrs), result.curve.tolist(), {}, {"result": result})
+        traffic = {"messages": len(sent), "max_message_bytes": max(sent, default=0)}
+        return Sweep(list(result.lrs), result.curve.tolist(), {}, {"result": result, **traffic})
 
     return run
 
@@ -330,6 +353,7 @@ CONTENDERS: dict[str, Callable[[Setup, SweepSpec], Runner]] = {
     "fastai": prepare_fastai,
     "lightning": prepare_lightning,
     "torch-lr-finder": prepare_torch_lr_finder,
+    "lr_widget-suggest": prepare_lr_widget_suggesting,
     "lr_widget-live": prepare_lr_widget_live,
 }
 """Every contender by name."""

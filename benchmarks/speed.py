@@ -17,6 +17,7 @@ It writes ``benchmarks/results/speed.json`` and rewrites ``benchmarks/RESULTS.md
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import functools
 import gc
 import importlib.util
@@ -48,6 +49,8 @@ RESULTS_DIR = Path(__file__).resolve().parent / "results"
 BASELINE = "bare"
 CONTROL = "bare-again"
 HEADLESS, LIVE = "lr_widget", "lr_widget-live"
+# The live widget's baseline: find_lr and then every suggestion, the answer the widget shows.
+ANSWERED = "lr_widget-suggest"
 # Every contender sweeps this range: wide enough to be a real test, low enough that no
 # contender's loss turns non-finite (lr_widget stops at a non-finite loss; the others do not).
 START_LR, END_LR = 1e-6, 1e-2
@@ -63,6 +66,7 @@ class SpeedModel:
     num_steps: int
     repetitions: int
     build: Callable[[int], Setup]
+    only: tuple[str, ...] | None = None  # the contenders timed on it (default: all)
 
 
 def adamw(parameters: Any, lr: float) -> torch.optim.Optimizer:
@@ -120,6 +124,16 @@ SPEED_MODELS: dict[str, SpeedModel] = {
     "mid-cnn": SpeedModel(
         "mid-cnn", "4 conv+BatchNorm blocks on 3x32x32, batch 16, AdamW", 100, 12, mid_cnn_setup
     ),
+    # A long sweep in the widget: the browser payload must stay bounded (drawn points are
+    # decimated) while the result keeps every step.
+    "tiny-mlp-10k": SpeedModel(
+        "tiny-mlp-10k",
+        "MLP 32-64-10, batch 64, AdamW",
+        10_000,
+        3,
+        tiny_mlp_setup,
+        only=("bare", "bare-again", HEADLESS, ANSWERED, LIVE),
+    ),
 }
 
 
@@ -172,6 +186,9 @@ def timed_sweep(contender: str, model: SpeedModel) -> dict[str, Any]:
     reply: dict[str, Any] = {"wall_s": wall, "cpu_s": cpu, "steps": sweep.num_steps}
     if peak_resets:
         reply["sweep_rss_increase_kib"] = high_water_rss_kib() - resident
+    for traffic in ("messages", "max_message_bytes"):
+        if traffic in sweep.extra:
+            reply[traffic] = sweep.extra[traffic]
     result = sweep.extra.get("result")
     if result is not None:
         reply["snapshot_bytes"] = result.metadata.get("snapshot_bytes")
@@ -251,7 +268,7 @@ def serve(contender: str, model_name: str, threads: int, num_steps: int) -> None
 
 
 def _with_steps(model: SpeedModel, num_steps: int) -> SpeedModel:
-    return SpeedModel(model.name, model.description, num_steps, model.repetitions, model.build)
+    return dataclasses.replace(model, num_steps=num_steps)
 
 
 def _reply(channel: IO[str], message: dict[str, Any]) -> None:
@@ -366,6 +383,7 @@ def summarise_model(model: SpeedModel, raw: dict[str, Any]) -> dict[str, Any]:
             "overhead_us_per_step": median(_per_step_overheads(wall, name, model.num_steps)),
             "cpu_overhead_us_per_step": median(_per_step_overheads(cpu, name, model.num_steps)),
             **_memory(raw, name),
+            **_traffic(runs[name]),
         }
     summary: dict[str, Any] = {
         "model": model.name, "description": model.description, "num_steps": model.num_steps,
@@ -374,14 +392,27 @@ def summarise_model(model: SpeedModel, raw: dict[str, Any]) -> dict[str, Any]:
     summary["versus_anchors"] = _versus(wall, HEADLESS, [a for a in ANCHORS if a in wall])
     summary["versus_anchors_cpu"] = _versus(cpu, HEADLESS, [a for a in ANCHORS if a in cpu])
     if LIVE in wall:
-        summary["widget"] = _versus(wall, LIVE, [HEADLESS])[HEADLESS]
-        summary["widget_cpu"] = _versus(cpu, LIVE, [HEADLESS])[HEADLESS]
+        baseline = ANSWERED if ANSWERED in wall else HEADLESS
+        summary["widget_baseline"] = baseline
+        summary["widget"] = _versus(wall, LIVE, [baseline])[baseline]
+        summary["widget_cpu"] = _versus(cpu, LIVE, [baseline])[baseline]
+        summary["widget_engine_only"] = _versus(wall, LIVE, [HEADLESS])[HEADLESS]
     engine = [run.get("engine_timings", {}) for run in runs.get(HEADLESS, [])]
     if engine:
         summary["engine_timings"] = {
             key: median([timings[key] for timings in engine]) for key in engine[0]
         }
     return summary
+
+
+def _traffic(runs: Sequence[dict[str, Any]]) -> dict[str, float]:
+    """The live widget's messages per sweep and its largest message, as the browser gets them."""
+    if not runs or "max_message_bytes" not in runs[0]:
+        return {}
+    return {
+        "messages_per_sweep": median([run["messages"] for run in runs]),
+        "max_message_bytes": max(run["max_message_bytes"] for run in runs),
+    }
 
 
 def _versus(times: dict[str, list[float]], subject: str, others: Sequence[str]) -> dict[str, Any]:
@@ -397,7 +428,7 @@ def _versus(times: dict[str, list[float]], subject: str, others: Sequence[str]) 
 
 def available_contenders(include_widget: bool) -> list[str]:
     """The bare loop, lr_widget, every installed anchor, and the live widget when it exists."""
-    names = [BASELINE, CONTROL, HEADLESS]
+    names = [BASELINE, CONTROL, HEADLESS, ANSWERED]
     for anchor, module in (
         ("fastai", "fastai"), ("lightning", "lightning"), ("torch-lr-finder", "torch_lr_finder")
     ):  # fmt: skip
@@ -427,10 +458,11 @@ def run_benchmark(quick: bool, threads: int, models: Sequence[str]) -> dict[str,
             model = SPEED_MODELS[name]
             repetitions = 2 if quick else model.repetitions
             if quick:
-                model = _with_steps(model, 30)
-            print(f"{model.name}: {', '.join(contenders)} x {repetitions}", flush=True)
+                model = _with_steps(model, min(model.num_steps, 30 if model.only is None else 2000))
+            timed = [name for name in contenders if model.only is None or name in model.only]
+            print(f"{model.name}: {', '.join(timed)} x {repetitions}", flush=True)
             try:
-                raw = measure_model(model, contenders, repetitions, threads, log)
+                raw = measure_model(model, timed, repetitions, threads, log)
             except RuntimeError:
                 log.seek(0)
                 print(log.read()[-4000:], file=sys.stderr)
