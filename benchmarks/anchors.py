@@ -186,13 +186,22 @@ def prepare_lr_widget_live(setup: Setup, spec: SweepSpec) -> Runner:
 
     from lr_widget import LRWidget
 
-    sent: list[int] = []
+    sent: list[tuple[Any, Any]] = []
     send = ipywidgets.Widget._send
 
     def counting_send(widget: Any, msg: dict[str, Any], buffers: Any = None) -> None:
-        state = json.dumps(msg.get("state", {}), default=str)
-        sent.append(len(state) + sum(memoryview(buffer).nbytes for buffer in buffers or []))
+        # Only references while the sweep is timed: sizing a message means serialising it once
+        # more, work a notebook does not do, so it happens after the clock stops (see traffic).
+        sent.append((msg.get("state", {}), buffers))
         send(widget, msg, buffers)
+
+    def traffic() -> dict[str, int]:
+        sizes = [
+            len(json.dumps(state, default=str))
+            + sum(memoryview(buffer).nbytes for buffer in buffers or [])
+            for state, buffers in sent
+        ]
+        return {"messages": len(sizes), "max_message_bytes": max(sizes, default=0)}
 
     ipywidgets.Widget._send = counting_send  # this worker process runs this contender only
 
@@ -211,8 +220,9 @@ def prepare_lr_widget_live(setup: Setup, spec: SweepSpec) -> Runner:
         widget.run()
         widget.wait()
         result = widget.result
-        traffic = {"messages": len(sent), "max_message_bytes": max(sent, default=0)}
-        return Sweep(list(result.lrs), result.curve.tolist(), {}, {"result": result, **traffic})
+        return Sweep(
+            list(result.lrs), result.curve.tolist(), {}, {"result": result, "traffic": traffic}
+        )
 
     return run
 

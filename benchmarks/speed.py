@@ -186,9 +186,8 @@ def timed_sweep(contender: str, model: SpeedModel) -> dict[str, Any]:
     reply: dict[str, Any] = {"wall_s": wall, "cpu_s": cpu, "steps": sweep.num_steps}
     if peak_resets:
         reply["sweep_rss_increase_kib"] = high_water_rss_kib() - resident
-    for traffic in ("messages", "max_message_bytes"):
-        if traffic in sweep.extra:
-            reply[traffic] = sweep.extra[traffic]
+    if "traffic" in sweep.extra:  # sized only now, after the clock stopped
+        reply.update(sweep.extra["traffic"]())
     result = sweep.extra.get("result")
     if result is not None:
         reply["snapshot_bytes"] = result.metadata.get("snapshot_bytes")
