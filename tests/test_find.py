@@ -51,7 +51,7 @@ def test_repeats_returns_the_same_runs_as_find_lr_repeated_and_restores() -> Non
 
 
 def test_without_repeats_one_result_and_seed_alone_is_refused() -> None:
-    single = find_lr(make_classifier(), make_batches(), **SWEEP)
+    single = find_lr(make_classifier(), make_batches(), num_steps=12)
     assert_type(single, RangeTestResult)
     assert isinstance(single, RangeTestResult)
     with pytest.raises(TypeError, match=r"seed= seeds repeated runs; pass repeats=k with it"):
