@@ -19,7 +19,8 @@ setup() {
     # Pinned here, not in the package: torch 2.13.0 is the CPU wheel that the test machines hold;
     # an unpinned torch would pull a multi-GB CUDA build.
     "$py" -m pip install --quiet "torch==2.13.0"
-    "$py" -m pip install --quiet -e ".[$extras]"
+    # The pin again beside the extras: no extra (transformers, accelerate...) may move torch.
+    "$py" -m pip install --quiet -e ".[$extras]" "torch==2.13.0"
 }
 
 ensure_chromium() {

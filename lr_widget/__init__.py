@@ -22,7 +22,8 @@ from typing import TYPE_CHECKING, Any
 
 from lr_widget.compare import Comparison
 from lr_widget.curvature import CurvatureEstimate, estimate_curvature
-from lr_widget.engine import LRFinder, StepEvent, find_lr
+from lr_widget.engine import LRFinder, StepEvent
+from lr_widget.find import find_lr
 from lr_widget.repeated import RepeatedRangeTest, load_result
 from lr_widget.repeats import RepeatedSweep, find_lr_repeated
 from lr_widget.result import RangeTestResult, StopReason, SweepResult

@@ -18,6 +18,7 @@ __all__ = [
     "check_loss_read_lag",
     "check_model",
     "check_optimizer",
+    "check_scheduler",
     "make_settings",
 ]
 
@@ -38,9 +39,16 @@ def check_loss_read_lag(loss_read_lag: Any) -> None:
         require_int("loss_read_lag", loss_read_lag, 0)
 
 
-def check_model(model: Any) -> None:
+_SWAPPED = (
+    "; did you swap the model and the data? The call is find_lr(model, train_data, loss_fn, "
+    "optimizer)"
+)
+
+
+def check_model(model: Any, train_data: Any = None) -> None:
     if not isinstance(model, torch.nn.Module):
-        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+        swapped = _SWAPPED if isinstance(train_data, torch.nn.Module) else ""
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}{swapped}")
     if not any(p.requires_grad for p in model.parameters()):
         raise ValueError(
             f"model has no trainable parameters (every parameter of {type(model).__name__} has "
@@ -49,6 +57,11 @@ def check_model(model: Any) -> None:
 
 
 def check_iterable(data: Any, name: str) -> None:
+    if isinstance(data, torch.nn.Module):  # nn.Sequential and ModuleList are iterable
+        raise TypeError(
+            f"{name} must be a DataLoader or another iterable of batches, got the module "
+            f"{type(data).__name__}{_SWAPPED}"
+        )
     if isinstance(data, (str, bytes, torch.Tensor)) or not hasattr(data, "__iter__"):
         raise TypeError(
             f"{name} must be a DataLoader or another iterable of batches, got {type(data).__name__}"
@@ -67,4 +80,20 @@ def check_optimizer(optimizer: Any, model: torch.nn.Module) -> None:
         raise ValueError(
             f"optimizer holds none of the model's parameters ({len(held)} parameters, none from "
             f"{type(model).__name__}); build it from model.parameters()"
+        )
+
+
+def check_scheduler(scheduler: Any, optimizer: torch.optim.Optimizer) -> None:
+    """An LR scheduler to snapshot and restore: it must drive ``optimizer`` itself."""
+    if scheduler is None:
+        return
+    if not (callable(getattr(scheduler, "state_dict", None)) and hasattr(scheduler, "optimizer")):
+        raise TypeError(
+            "scheduler must be a torch.optim.lr_scheduler scheduler (with state_dict() and "
+            f".optimizer) or None, got {scheduler!r}"
+        )
+    if scheduler.optimizer is not optimizer:
+        raise ValueError(
+            f"scheduler drives another optimizer ({type(scheduler.optimizer).__name__} at "
+            f"{id(scheduler.optimizer):#x}) than the sweep's; build it on the optimizer you pass"
         )

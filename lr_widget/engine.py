@@ -1,8 +1,9 @@
-"""The LR range-test engine: ``find_lr`` and the :class:`LRFinder` behind it.
+"""The LR range-test engine: the :class:`LRFinder` behind :func:`~lr_widget.find.find_lr`.
 
 The engine trains the user's model for a few hundred mini-batches while the LR rises, records the
 loss of every step, stops on divergence, a non-finite loss, a caller's request or an error, and
-always restores the model, optimizer, GradScaler and RNG streams exactly. It imports torch and
+always restores the model, optimizer, GradScaler, LR scheduler and RNG streams exactly. The
+optimizer steps themselves are :class:`~lr_widget.stepping.Stepper`'s. It imports torch and
 numpy only; live consumers (the widget, a progress bar) follow it through a per-step callback or
 by iterating :meth:`LRFinder.steps`.
 
@@ -14,8 +15,6 @@ the mean over ranks and every rank's stop request, so all ranks stop together
 
 from __future__ import annotations
 
-import contextlib
-import os
 import platform
 import threading
 import time
@@ -30,33 +29,37 @@ from lr_widget.checks import (
     check_loss_read_lag,
     check_model,
     check_optimizer,
+    check_scheduler,
     make_settings,
 )
-from lr_widget.distributed import (
-    StepSync,
-    any_rank,
-    default_loss_read_lag,
-    resolve_distributed,
-    save_on_main_process,
-    world_size,
-)
+from lr_widget.distributed import StepSync, default_loss_read_lag, resolve_distributed, world_size
 from lr_widget.recording import CurveRecorder, StepCallback, StepEvent, SweepEnded
 from lr_widget.result import RangeTestResult, StopReason
-from lr_widget.scaling import ScalerStepWatch, make_scaler
-from lr_widget.schedules import apply_lr, group_lr_ratios, lr_schedule
+from lr_widget.scaling import make_scaler
+from lr_widget.schedules import apply_lr, group_lr_ratios, iter_lrs
 from lr_widget.settings import SweepSettings
 from lr_widget.state import TrainingState
+from lr_widget.stepping import Stepper
 from lr_widget.version import __version__
 
-__all__ = ["LRFinder", "StepCallback", "StepEvent", "find_lr"]
+__all__ = ["LRFinder", "StepCallback", "StepEvent"]
+
+
+def __getattr__(name: str) -> Any:
+    # find_lr lives in lr_widget.find, which imports this module; the old path keeps working.
+    if name == "find_lr":
+        from lr_widget.find import find_lr
+
+        return find_lr
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 class LRFinder:
     """An LR range test on ``model``; see :func:`find_lr` for the parameters.
 
     Build it once, then :meth:`run` it (or iterate :meth:`steps`); each run restores the model,
-    optimizer, scaler and RNG streams on exit, whatever the exit. :meth:`stop` may be called from
-    another thread.
+    optimizer, scaler, scheduler and RNG streams on exit, whatever the exit. :meth:`stop` may be
+    called from another thread.
 
     Examples
     --------
@@ -79,13 +82,14 @@ class LRFinder:
         val_data: Iterable[Any] | None = None,
         step_fn: StepFn | None = None,
         grad_scaler: torch.amp.GradScaler | bool | None = None,
+        scheduler: Any = None,
         distributed: bool | None = None,
         loss_read_lag: int | None = None,
         **settings: Any,
     ) -> None:
         self.settings = make_settings(settings)
         check_loss_read_lag(loss_read_lag)
-        check_model(model)
+        check_model(model, train_data)
         check_iterable(train_data, "train_data")
         if val_data is not None:
             check_iterable(val_data, "val_data")
@@ -98,6 +102,8 @@ class LRFinder:
         self.optimizer = optimizer if optimizer is not None else _default_optimizer(model)
         check_optimizer(self.optimizer, model)
         self.owns_optimizer = optimizer is None
+        check_scheduler(scheduler, self.optimizer)
+        self.scheduler = scheduler
         self.scaler = make_scaler(grad_scaler, self.device)
         self.distributed = resolve_distributed(distributed)
         self.loss_read_lag = (
@@ -106,10 +112,12 @@ class LRFinder:
         self.train_data = train_data
         self.val_data = val_data
         self.losses = LossComputer(model, loss_fn, step_fn)
+        self.stepper = Stepper(
+            model, self.optimizer, self.scaler, self.losses, self.device, self.distributed
+        )
         self._stop_event = threading.Event()
         self._lock = threading.Lock()
         self._running = False
-        self._scaler_steps: ScalerStepWatch | None = None
         self.result: RangeTestResult | None = None
 
     # -- control ----------------------------------------------------------------------------
@@ -173,7 +181,9 @@ class LRFinder:
         external_stop = stop_event or threading.Event()
         started = time.perf_counter()
         try:
-            snapshot = TrainingState.capture(self.model, self.optimizer, self.scaler)
+            snapshot = TrainingState.capture(
+                self.model, self.optimizer, self.scaler, self.scheduler
+            )
         except BaseException:
             self._running = False
             raise
@@ -211,10 +221,8 @@ class LRFinder:
     def _sweep(
         self, result: RangeTestResult, external_stop: threading.Event
     ) -> Iterator[StepEvent]:
-        settings = self.settings
-        schedule = lr_schedule(
-            settings.num_steps, settings.start_lr, settings.end_lr, settings.mode
-        )
+        settings, stepper = self.settings, self.stepper
+        schedule = iter_lrs(settings.num_steps, settings.start_lr, settings.end_lr, settings.mode)
         ratios = group_lr_ratios(self.optimizer)
         if not self.model.training:
             self.model.train()
@@ -228,19 +236,19 @@ class LRFinder:
             val_batches=None if val_batches is None else len(val_batches),
         )
         recorder = CurveRecorder(result, settings, sync.ranks)
-        with self._watching_scaler_steps():
-            for step, lr in enumerate(schedule.tolist()):
+        with stepper.watching_scaler_steps():
+            for step, lr in enumerate(schedule):
                 stop_requested = self._stop_requested(external_stop, sync, result)
                 step_started = time.perf_counter()
                 apply_lr(self.optimizer, lr, ratios)
                 try:
-                    loss_sum = self._train_at_lr(batches)
+                    loss_sum = stepper.train_at_lr(batches, settings)
                 except SweepEnded:  # record the steps still queued first, as with no lag
                     yield from recorder.reveal(sync.drain())
                     raise
                 val_sum = None
                 if val_batches is not None:
-                    val_sum = self._validation_loss_sum(val_batches, train_modes)
+                    val_sum = stepper.validation_loss_sum(val_batches, train_modes, settings)
                 sync.push(step, lr, loss_sum, val_sum, stop_requested)
                 readings = sync.ready()
                 recorder.step_took(step, time.perf_counter() - step_started)
@@ -265,111 +273,12 @@ class LRFinder:
             )
         return requested
 
-    def _train_at_lr(self, batches: BatchStream) -> torch.Tensor:
-        """Take ``batches_per_step`` optimizer steps at the current LR; return their loss sum.
-
-        The sum stays on the device, unread. With a GradScaler, a skipped (overflowing) step is
-        retried on the next batch: it does not count, so the sweep does not advance on a step that
-        changed nothing; only then is the loss read at once, to stop on a non-finite one.
-        """
-        total: torch.Tensor | None = None
-        taken = skipped = 0
-        while taken < self.settings.batches_per_step:
-            loss, stepped = self._optimizer_step(batches)
-            if stepped:
-                total = loss if total is None else total + loss  # no zeros tensor: per-step cost
-                taken += 1
-                skipped = 0
-                continue
-            if any_rank(~torch.isfinite(loss), self.distributed):
-                return loss if total is None else total + loss  # the step's mean is non-finite too
-            skipped += 1
-            if skipped > self.settings.max_skipped_steps:
-                raise SweepEnded(
-                    StopReason.NON_FINITE,
-                    f"the GradScaler skipped {skipped} steps in a row (inf/NaN gradients)",
-                )
-        assert total is not None  # batches_per_step >= 1
-        return total
-
-    def _optimizer_step(self, batches: BatchStream) -> tuple[torch.Tensor, bool]:
-        """One optimizer step over ``accumulation_steps`` micro-batches.
-
-        Returns the mean micro-batch loss (detached) and whether the optimizer actually stepped.
-        """
-        settings, optimizer, scaler = self.settings, self.optimizer, self.scaler
-        optimizer.zero_grad(set_to_none=True)
-        micro_batches = settings.accumulation_steps
-        total: torch.Tensor | None = None
-        for index in range(micro_batches):
-            batch = move_to_device(next(batches), self.device)
-            with self._gradient_sync(last=index == micro_batches - 1):
-                with self._autocast():
-                    loss = self.losses(batch)
-                # Without accumulation, no division: it would add a node to every backward pass.
-                scaled = loss / micro_batches if micro_batches > 1 else loss
-                (scaler.scale(scaled) if scaler is not None else scaled).backward()  # type: ignore[no-untyped-call]
-            detached = loss.detach().float()
-            total = detached if total is None else total + detached
-        assert total is not None  # accumulation_steps >= 1
-        mean_loss = total / micro_batches if micro_batches > 1 else total
-        if scaler is None:
-            if settings.max_grad_norm is not None:
-                torch.nn.utils.clip_grad_norm_(self._trainable(), settings.max_grad_norm)
-            optimizer.step()
-            return mean_loss, True
-        if settings.max_grad_norm is not None:
-            scaler.unscale_(optimizer)
-            torch.nn.utils.clip_grad_norm_(self._trainable(), settings.max_grad_norm)
-        assert self._scaler_steps is not None
-        return mean_loss, self._scaler_steps.step()
-
-    def _validation_loss_sum(self, val_batches: list[Any], train_modes: list[bool]) -> torch.Tensor:
-        """The sum of the validation batches' losses, on the device, in eval mode."""
-        self.model.eval()
-        try:
-            total = torch.zeros((), device=self.device)
-            with torch.no_grad(), self._autocast():
-                for batch in val_batches:
-                    total += self.losses(batch, require_grad=False).detach().float()
-            return total
-        finally:
-            for module, training in zip(self.model.modules(), train_modes, strict=False):
-                module.training = training
-
-    @contextlib.contextmanager
-    def _watching_scaler_steps(self) -> Iterator[None]:
-        if self.scaler is None:
-            yield
-            return
-        self._scaler_steps = ScalerStepWatch(self.optimizer, self.scaler)
-        try:
-            yield
-        finally:
-            self._scaler_steps.close()
-            self._scaler_steps = None
-
-    def _gradient_sync(self, last: bool) -> contextlib.AbstractContextManager[Any]:
-        """DDP all-reduces gradients on the last micro-batch only, as in a training loop."""
-        if last or not isinstance(self.model, torch.nn.parallel.DistributedDataParallel):
-            return contextlib.nullcontext()
-        return self.model.no_sync()
-
     def _cached_val_batches(self) -> list[Any] | None:
         if self.val_data is None:
             return None
         stream = BatchStream(self.val_data, "val_data")
         count = self.settings.val_batches
         return [move_to_device(next(stream), self.device) for _ in range(count)]
-
-    def _autocast(self) -> contextlib.AbstractContextManager[Any]:
-        dtype = self.settings.autocast_dtype
-        if dtype is None:
-            return contextlib.nullcontext()
-        return torch.autocast(device_type=self.device.type, dtype=dtype)
-
-    def _trainable(self) -> list[torch.nn.Parameter]:
-        return [p for p in self.model.parameters() if p.requires_grad]
 
     def _new_result(self) -> RangeTestResult:
         return RangeTestResult(
@@ -388,9 +297,11 @@ class LRFinder:
             "optimizer": type(self.optimizer).__name__,
             "optimizer_defaults": _plain(self.optimizer.defaults),
             "parameter_groups": len(self.optimizer.param_groups),
-            "trainable_parameters": sum(p.numel() for p in self._trainable()),
+            "trainable_parameters": sum(p.numel() for p in self.stepper.trainable),
             "device": str(self.device),
             "grad_scaler": self.scaler is not None,
+            "scheduler": None if self.scheduler is None else type(self.scheduler).__name__,
+            "closure": self.stepper.closure,
             "world_size": world_size() if self.distributed else 1,
             "loss_read_lag": self.loss_read_lag,
             "loss": self.losses.loss_name,
@@ -400,89 +311,6 @@ class LRFinder:
             "lr_widget": __version__,
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         }
-
-
-def find_lr(
-    model: torch.nn.Module,
-    train_data: Iterable[Any],
-    loss_fn: LossFn | None = None,
-    optimizer: torch.optim.Optimizer | None = None,
-    *,
-    start_lr: float = 1e-7,
-    end_lr: float = 10.0,
-    num_steps: int = 100,
-    mode: str = "exp",
-    callback: StepCallback | None = None,
-    stop_event: threading.Event | None = None,
-    save_to: str | os.PathLike[str] | None = None,
-    **options: Any,
-) -> RangeTestResult:
-    """Run an LR range test on ``model`` and return its :class:`RangeTestResult`.
-
-    The model and optimizer are restored exactly afterwards, whatever happens.
-
-    Parameters
-    ----------
-    model
-        Any ``torch.nn.Module``; batches are moved to the device of its parameters.
-    train_data
-        A DataLoader or any re-iterable of batches, iterated again when it runs out. Batches may
-        be ``(x, y)``, ``(x1, ..., y)``, dicts (``{"input_ids": ..., "labels": ...}``), or
-        anything a ``step_fn`` understands.
-    loss_fn
-        ``loss_fn(output, target) -> scalar``. ``None`` uses the model's own loss if its output
-        carries one, else infers cross-entropy (integer targets) or MSE (float targets).
-    optimizer
-        Used as is (hyper-parameters and state; restored afterwards). ``None`` uses AdamW.
-    start_lr, end_lr, num_steps, mode
-        The sweep: ``num_steps`` LRs from ``start_lr`` to ``end_lr`` inclusive, spaced ``"exp"``
-        (log-uniform) or ``"linear"``.
-    callback
-        Called with a :class:`StepEvent` after every step; returning ``True`` stops the sweep.
-    stop_event
-        A ``threading.Event``; setting it stops the sweep after the current step.
-    save_to
-        A path to write the result to as JSON (what ``LRWidget.from_result`` opens), from the main
-        process only: rank 0 under ``torch.distributed``, else the only process.
-    **options
-        ``val_data``, ``step_fn``, ``grad_scaler`` (a ``GradScaler``, or ``True`` for a new one),
-        ``distributed`` (``None`` follows an initialised process group, see
-        :func:`~lr_widget.distributed.resolve_distributed`), ``loss_read_lag`` (steps the
-        host may run ahead before reading a loss; ``None``: 0 on the CPU, 1 on an accelerator)
-        and the :class:`~lr_widget.settings.SweepSettings` fields: ``beta``, ``diverge_factor``,
-        ``batches_per_step``, ``accumulation_steps``, ``max_grad_norm``, ``amp_dtype``,
-        ``val_batches``, ``max_skipped_steps``.
-
-    Under ``torch.distributed`` (DDP under ``torchrun``), call it on every rank with the same
-    settings: each rank trains on its own shard, records the mean loss over the ranks, and stops
-    at the same step as the others; each rank is restored, and each returns the same curve.
-
-    Examples
-    --------
-    >>> import torch
-    >>> torch.manual_seed(0)  # doctest: +ELLIPSIS
-    <torch._C.Generator object at ...>
-    >>> model = torch.nn.Sequential(torch.nn.Linear(4, 16), torch.nn.ReLU(), torch.nn.Linear(16, 3))
-    >>> data = [(torch.randn(32, 4), torch.randint(0, 3, (32,))) for _ in range(8)]
-    >>> result = find_lr(model, data, num_steps=30)
-    >>> result.stop_reason.value in {"completed", "diverged"}
-    True
-    """
-    finder = LRFinder(
-        model,
-        train_data,
-        loss_fn,
-        optimizer,
-        start_lr=start_lr,
-        end_lr=end_lr,
-        num_steps=num_steps,
-        mode=mode,
-        **options,
-    )
-    result = finder.run(callback=callback, stop_event=stop_event)
-    if save_to is not None:
-        save_on_main_process(result, save_to)
-    return result
 
 
 def _default_optimizer(model: torch.nn.Module) -> torch.optim.Optimizer:

@@ -37,9 +37,11 @@ __all__ = [
 Document = TypeVar("Document", bound="JsonDocument")
 
 _NON_FINITE = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
-# The first byte of every pickle since protocol 2 (protocols 0 and 1 start with an opcode such
-# as "(" or "]", which JSON parsing rejects anyway).
+# The first byte of every pickle since protocol 2.
 _PICKLE_PROTOCOL_BYTE = 0x80
+# Protocols 0 and 1 start with an opcode (MARK, EMPTY_DICT, EMPTY_LIST, GLOBAL) that no JSON text
+# starts with, and every pickle ends with the STOP opcode "."; no JSON text ends with it.
+_OLD_PICKLE_STARTS = (b"(", b"}", b"]", b"c")
 
 
 class DocumentError(ValueError):
@@ -107,7 +109,7 @@ def parse_document(content: str | bytes, source: str = "the document") -> Any:
     lr_widget.jsonfile.DocumentError: the document is not strict JSON: it holds the literal NaN ...
     """
     if isinstance(content, bytes):
-        if content[:1] == bytes([_PICKLE_PROTOCOL_BYTE]):
+        if content[:1] == bytes([_PICKLE_PROTOCOL_BYTE]) or _old_pickle(content):
             raise DocumentError(
                 f"{source} is a Python pickle, not JSON; lr_widget never loads pickles (loading "
                 "one can run any code)"
@@ -131,6 +133,11 @@ def parse_document(content: str | bytes, source: str = "the document") -> Any:
             f"{source} is not valid JSON{damage}: {error.msg} (line {error.lineno}, column "
             f"{error.colno})"
         ) from None
+
+
+def _old_pickle(content: bytes) -> bool:
+    """Whether ``content`` looks like a protocol 0 or 1 pickle (it cannot be JSON either way)."""
+    return content[:1] in _OLD_PICKLE_STARTS and content.rstrip().endswith(b".")
 
 
 class _NonStrictJsonError(Exception):
@@ -175,9 +182,9 @@ def load_document(path: str | os.PathLike[str], kinds: Sequence[type[Document]])
     content = file.read_bytes()
     try:
         return document_from_dict(parse_document(content, f"{file.name}"), kinds)
-    except DocumentError:
-        raise
-    except (TypeError, ValueError) as error:  # a field check of the kind
+    except (TypeError, ValueError) as error:  # a field check of the kind, or the header's
+        if isinstance(error, DocumentError) and str(error).startswith(file.name):
+            raise
         raise DocumentError(f"{file.name}: {error}") from error
 
 

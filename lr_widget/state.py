@@ -6,6 +6,11 @@ so non-persistent buffers are covered too), gradients, the optimizer's state and
 a GradScaler, the RNG streams of torch (CPU and CUDA), numpy and ``random``, and the train/eval
 mode of every module. :meth:`TrainingState.restore` writes it all back bit for bit.
 
+A tensor sharded across ranks (a ``DTensor``, as FSDP2's ``fully_shard`` and tensor parallelism
+make them) is snapshotted as this rank's own local shard: nothing is gathered, and each rank
+holds only what it holds on the device. An LR scheduler given to :meth:`TrainingState.capture` is
+snapshotted too, through its ``state_dict``.
+
 The snapshot costs host memory only: the parameters, buffers, gradients (when set) and optimizer
 state, once each. Restoring adds nothing on the device: the sweep's gradients and optimizer state
 are released before the saved ones are copied back, so the device never holds both.
@@ -22,20 +27,32 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ["MAX_SEED", "RNGState", "TrainingState", "seed_everything", "to_host"]
+__all__ = ["MAX_SEED", "RNGState", "TrainingState", "local_shard", "seed_everything", "to_host"]
 
 MAX_SEED = 2**32 - 1
 """The largest seed every stream accepts (numpy's legacy seeding takes ``[0, 2**32)``)."""
+
+
+_MISSING = object()
+
+
+def local_shard(tensor: torch.Tensor) -> torch.Tensor:
+    """This rank's own part of ``tensor``: the local shard of a ``DTensor``, else ``tensor``."""
+    local = getattr(tensor, "_local_tensor", None)
+    return local if isinstance(local, torch.Tensor) else tensor
 
 
 def to_host(value: Any, pin: bool = False) -> Any:
     """Deep copy ``value`` with every tensor copied to CPU memory (pinned if asked).
 
     Containers (dicts, lists, tuples) are rebuilt; other objects are deep-copied. The result never
-    shares storage with ``value``.
+    shares storage with ``value``. A ``DTensor`` keeps its sharding: its local shard is copied,
+    never gathered.
     """
     if isinstance(value, torch.Tensor):
         tensor = value.detach()
+        if local_shard(tensor) is not tensor:
+            return _dtensor_to_host(tensor, pin)
         if tensor.device.type == "cpu":
             return tensor.clone()
         host = torch.empty_like(tensor, device="cpu", pin_memory=pin and torch.cuda.is_available())
@@ -48,6 +65,18 @@ def to_host(value: Any, pin: bool = False) -> Any:
     if isinstance(value, tuple):
         return tuple(to_host(item, pin) for item in value)
     return copy.deepcopy(value)
+
+
+def _dtensor_to_host(tensor: torch.Tensor, pin: bool) -> torch.Tensor:
+    if tensor.device.type == "cpu":
+        return tensor.clone()  # a local op on a DTensor: each rank clones its own shard
+    from torch.distributed.tensor import DTensor
+
+    assert isinstance(tensor, DTensor)
+    return DTensor.from_local(
+        to_host(tensor.to_local(), pin), tensor.device_mesh, tensor.placements,
+        run_check=False, shape=tensor.shape, stride=tensor.stride(),
+    )  # fmt: skip
 
 
 @dataclass
@@ -82,7 +111,8 @@ def seed_everything(seed: int) -> None:
 
 
 class TrainingState:
-    """A host-memory snapshot of a model, its optimizer, a GradScaler and the RNG streams.
+    """A host-memory snapshot of a model, its optimizer, a GradScaler, an LR scheduler and the
+    RNG streams.
 
     Examples
     --------
@@ -99,13 +129,16 @@ class TrainingState:
         model: torch.nn.Module,
         optimizer: torch.optim.Optimizer | None,
         scaler: torch.amp.GradScaler | None,
+        scheduler: Any = None,
     ) -> None:
         self._model = model
         self._optimizer = optimizer
         self._scaler = scaler if scaler is not None and scaler.is_enabled() else None
         pin = any(tensor.is_cuda for tensor in self._tensors())
         self._pinned = pin
-        self._tensor_values = {name: to_host(t, pin) for name, t in self._named_tensors().items()}
+        self._tensor_values = {
+            name: to_host(local_shard(t), pin) for name, t in self._named_tensors().items()
+        }
         self._grads = {
             name: to_host(param.grad, pin)
             for name, param in model.named_parameters()
@@ -114,6 +147,10 @@ class TrainingState:
         self._modes = [module.training for module in model.modules()]
         self._optimizer_state = to_host(optimizer.state_dict(), pin) if optimizer else None
         self._scaler_state = to_host(self._scaler.state_dict()) if self._scaler else None
+        # An attached LR scheduler marks the optimizer's step as called; the sweep must not.
+        self._opt_called = getattr(optimizer, "_opt_called", _MISSING)
+        self._scheduler = scheduler
+        self._scheduler_state = to_host(scheduler.state_dict()) if scheduler is not None else None
         self._rng = RNGState.capture()
         self._host_bytes = _tensor_bytes([self._tensor_values, self._grads, self._optimizer_state])
         if pin:
@@ -125,9 +162,11 @@ class TrainingState:
         model: torch.nn.Module,
         optimizer: torch.optim.Optimizer | None = None,
         scaler: torch.amp.GradScaler | None = None,
+        scheduler: Any = None,
     ) -> TrainingState:
-        """Snapshot ``model``, ``optimizer`` and ``scaler`` (any may be shared with the caller)."""
-        return cls(model, optimizer, scaler)
+        """Snapshot ``model``, ``optimizer``, ``scaler`` and an LR ``scheduler`` (anything with
+        ``state_dict``/``load_state_dict``); any may be shared with the caller."""
+        return cls(model, optimizer, scaler, scheduler)
 
     def _named_tensors(self) -> dict[str, torch.Tensor]:
         tensors: dict[str, torch.Tensor] = dict(self._model.named_parameters())
@@ -153,7 +192,7 @@ class TrainingState:
         current = self._named_tensors()
         with torch.no_grad():
             for name, saved in self._tensor_values.items():
-                current[name].copy_(saved, non_blocking=self._pinned)
+                local_shard(current[name]).copy_(saved, non_blocking=self._pinned)
         self._restore_grads()
         # Set the flag itself: Module.train() recurses into children and may be overridden.
         for module, training in zip(self._model.modules(), self._modes, strict=False):
@@ -162,6 +201,9 @@ class TrainingState:
             state = to_host(self._optimizer_state) if keep else self._optimizer_state
             self._optimizer.state.clear()  # free the sweep's state on the device before loading
             self._optimizer.load_state_dict(state)
+            self._restore_opt_called()
+        if self._scheduler is not None and self._scheduler_state is not None:
+            self._scheduler.load_state_dict(to_host(self._scheduler_state))
         if self._scaler is not None and self._scaler_state is not None:
             self._scaler.load_state_dict(dict(self._scaler_state))
         self._rng.restore()
@@ -169,6 +211,12 @@ class TrainingState:
             torch.cuda.synchronize()
         if not keep:
             self._release()
+
+    def _restore_opt_called(self) -> None:
+        if self._opt_called is _MISSING:
+            vars(self._optimizer).pop("_opt_called", None)
+        else:
+            self._optimizer._opt_called = self._opt_called  # type: ignore[union-attr]
 
     def _release(self) -> None:
         self._tensor_values, self._grads, self._optimizer_state = {}, {}, None
@@ -198,7 +246,8 @@ def _return_pinned_memory() -> None:
 
 def _tensor_bytes(values: Any) -> int:
     if isinstance(values, torch.Tensor):
-        return values.numel() * values.element_size()
+        local = local_shard(values)
+        return local.numel() * local.element_size()
     if isinstance(values, Mapping):
         return sum(_tensor_bytes(item) for item in values.values())
     if isinstance(values, (list, tuple)):

@@ -1,0 +1,175 @@
+"""``find_lr``: the one call that runs a range test, once or ``repeats`` times.
+
+Without ``repeats`` it runs one :class:`~lr_widget.engine.LRFinder` sweep and returns its
+:class:`~lr_widget.result.RangeTestResult`; with ``repeats=k`` it runs the same sweep ``k`` times
+through :class:`~lr_widget.repeats.RepeatedSweep` and returns the
+:class:`~lr_widget.repeated.RepeatedRangeTest`, as ``LRWidget(..., repeats=k)`` does.
+:func:`~lr_widget.repeats.find_lr_repeated` stays as the explicit name for the second.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterable
+from typing import Any, overload
+
+import torch
+
+from lr_widget.batches import LossFn
+from lr_widget.distributed import is_main_process
+from lr_widget.engine import LRFinder
+from lr_widget.recording import StepCallback
+from lr_widget.repeated import RepeatedRangeTest
+from lr_widget.repeats import RepeatCallback, RepeatedSweep
+from lr_widget.result import RangeTestResult
+from lr_widget.sweep_result import SweepResult
+
+__all__ = ["find_lr"]
+
+
+@overload
+def find_lr(
+    model: torch.nn.Module,
+    train_data: Iterable[Any],
+    loss_fn: LossFn | None = None,
+    optimizer: torch.optim.Optimizer | None = None,
+    *,
+    start_lr: float = 1e-7,
+    end_lr: float = 10.0,
+    num_steps: int = 100,
+    mode: str = "exp",
+    callback: StepCallback | None = None,
+    stop_event: threading.Event | None = None,
+    save_to: str | os.PathLike[str] | None = None,
+    repeats: None = None,
+    **options: Any,
+) -> RangeTestResult: ...
+
+
+@overload
+def find_lr(
+    model: torch.nn.Module,
+    train_data: Iterable[Any],
+    loss_fn: LossFn | None = None,
+    optimizer: torch.optim.Optimizer | None = None,
+    *,
+    start_lr: float = 1e-7,
+    end_lr: float = 10.0,
+    num_steps: int = 100,
+    mode: str = "exp",
+    callback: RepeatCallback | None = None,
+    stop_event: threading.Event | None = None,
+    save_to: str | os.PathLike[str] | None = None,
+    repeats: int,
+    seed: int = 0,
+    **options: Any,
+) -> RepeatedRangeTest: ...
+
+
+def find_lr(
+    model: torch.nn.Module,
+    train_data: Iterable[Any],
+    loss_fn: LossFn | None = None,
+    optimizer: torch.optim.Optimizer | None = None,
+    *,
+    start_lr: float = 1e-7,
+    end_lr: float = 10.0,
+    num_steps: int = 100,
+    mode: str = "exp",
+    callback: Any = None,
+    stop_event: threading.Event | None = None,
+    save_to: str | os.PathLike[str] | None = None,
+    repeats: int | None = None,
+    **options: Any,
+) -> RangeTestResult | RepeatedRangeTest:
+    """Run an LR range test on ``model`` and return its :class:`RangeTestResult`.
+
+    The model, optimizer and (if given) LR scheduler are restored exactly afterwards, whatever
+    happens.
+
+    Parameters
+    ----------
+    model
+        Any ``torch.nn.Module``; batches are moved to the device of its parameters.
+    train_data
+        A DataLoader or any re-iterable of batches, iterated again when it runs out. Batches may
+        be ``(x, y)``, ``(x1, ..., y)``, dicts (``{"input_ids": ..., "labels": ...}``), or
+        anything a ``step_fn`` understands. A one-shot iterator (a generator) is read in a single
+        pass: an endless one is fine, one that runs out before the sweep ends raises
+        ``ValueError`` (with the state restored).
+    loss_fn
+        ``loss_fn(output, target) -> scalar``. ``None`` uses the model's own loss if its output
+        carries one (Hugging Face models given ``labels``), else infers cross-entropy (integer
+        targets) or MSE (float targets).
+    optimizer
+        Used as is (hyper-parameters and state; restored afterwards). ``None`` uses AdamW. An
+        optimizer whose ``step`` needs a closure (LBFGS) is stepped through one, evaluated on the
+        step's batches; the recorded loss is its first evaluation.
+    start_lr, end_lr, num_steps, mode
+        The sweep: ``num_steps`` LRs from ``start_lr`` to ``end_lr`` inclusive, spaced ``"exp"``
+        (log-uniform) or ``"linear"``; each is computed when its step comes.
+    callback
+        Called with a :class:`StepEvent` after every step; returning ``True`` stops the sweep.
+    stop_event
+        A ``threading.Event``; setting it stops the sweep after the current step.
+    save_to
+        A path to write the result to as JSON (what ``LRWidget.from_result`` opens), from the main
+        process only: rank 0 under ``torch.distributed``, else the only process.
+    repeats
+        Run the sweep this many times from the same state, seeded ``seed + i`` (``seed=``, default
+        0), and return the :class:`~lr_widget.repeated.RepeatedRangeTest` of the runs and their
+        noise band (see :class:`~lr_widget.repeats.RepeatedSweep`); the callback then receives
+        :class:`~lr_widget.repeats.RepeatStepEvent`\\ s.
+    **options
+        ``val_data``, ``step_fn``, ``grad_scaler`` (a ``GradScaler``, or ``True`` for a new one),
+        ``scheduler`` (an LR scheduler attached to the optimizer: its state is snapshotted and
+        restored too; the sweep never steps it), ``distributed`` (``None`` follows an initialised
+        process group, see :func:`~lr_widget.distributed.resolve_distributed`),
+        ``loss_read_lag`` (steps the host may run ahead before reading a loss; ``None``: 0 on the
+        CPU, 1 on an accelerator) and the :class:`~lr_widget.settings.SweepSettings` fields:
+        ``beta``, ``diverge_factor``, ``batches_per_step``, ``accumulation_steps``,
+        ``max_grad_norm``, ``amp_dtype``, ``val_batches``, ``max_skipped_steps``.
+
+    Under ``torch.distributed`` (DDP or FSDP2 under ``torchrun``), call it on every rank with the
+    same settings: each rank trains on its own shard, records the mean loss over the ranks, and
+    stops at the same step as the others; each rank is restored, and each returns the same curve.
+
+    Examples
+    --------
+    >>> import torch
+    >>> torch.manual_seed(0)  # doctest: +ELLIPSIS
+    <torch._C.Generator object at ...>
+    >>> model = torch.nn.Sequential(torch.nn.Linear(4, 16), torch.nn.ReLU(), torch.nn.Linear(16, 3))
+    >>> data = [(torch.randn(32, 4), torch.randint(0, 3, (32,))) for _ in range(8)]
+    >>> result = find_lr(model, data, num_steps=30)
+    >>> result.stop_reason.value in {"completed", "diverged"}
+    True
+    >>> from torch.utils.data import DataLoader, TensorDataset
+    >>> dataset = TensorDataset(torch.randn(64, 4), torch.randint(0, 3, (64,)))
+    >>> loader = DataLoader(dataset, batch_size=16, shuffle=True)  # each run another order
+    >>> repeated = find_lr(model, loader, num_steps=20, repeats=2)
+    >>> len(repeated.runs), repeated.seeds
+    (2, [0, 1])
+    """
+    sweep: dict[str, Any] = {
+        "start_lr": start_lr,
+        "end_lr": end_lr,
+        "num_steps": num_steps,
+        "mode": mode,
+    }
+    result: SweepResult
+    if repeats is None:
+        if "seed" in options:
+            raise TypeError("seed= seeds repeated runs; pass repeats=k with it")
+        finder = LRFinder(model, train_data, loss_fn, optimizer, **sweep, **options)
+        result = finder.run(callback=callback, stop_event=stop_event)
+    else:
+        repeated = RepeatedSweep(
+            model, train_data, loss_fn, optimizer, repeats=repeats, **sweep, **options
+        )
+        result = repeated.run(callback, stop_event)
+    if save_to is not None and is_main_process():
+        result.save(save_to)
+    assert isinstance(result, (RangeTestResult, RepeatedRangeTest))
+    return result

@@ -1,0 +1,75 @@
+"""One API: ``find_lr(..., repeats=k)`` returns the repeated result (as ``find_lr_repeated``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from torch.utils.data import DataLoader, TensorDataset
+from typing_extensions import assert_type
+
+import lr_widget.engine
+import lr_widget.find
+from lr_widget import (
+    RangeTestResult,
+    RepeatedRangeTest,
+    find_lr,
+    find_lr_repeated,
+    load_result,
+)
+from lr_widget.repeats import RepeatStepEvent
+from tests.helpers import assert_restored, capture, make_batches, make_classifier, warm_optimizer
+
+SWEEP: dict[str, Any] = {"start_lr": 1e-4, "end_lr": 1.0, "num_steps": 12}
+
+
+def _shuffled() -> DataLoader[tuple[torch.Tensor, ...]]:
+    batches = make_batches(count=4)
+    dataset = TensorDataset(torch.cat([x for x, _ in batches]), torch.cat([y for _, y in batches]))
+    return DataLoader(dataset, batch_size=32, shuffle=True)
+
+
+def test_repeats_returns_the_same_runs_as_find_lr_repeated_and_restores() -> None:
+    model = make_classifier()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    warm_optimizer(model, optimizer)
+    before = capture(model, optimizer)
+    events: list[RepeatStepEvent] = []
+    repeated = find_lr(
+        model, _shuffled(), None, optimizer, repeats=3, seed=4, callback=events.append, **SWEEP
+    )
+    assert_type(repeated, RepeatedRangeTest)
+    assert isinstance(repeated, RepeatedRangeTest)
+    assert repeated.seeds == [4, 5, 6]
+    assert {event.run for event in events} == {0, 1, 2}
+    assert_restored(before, model, optimizer)
+    explicit = find_lr_repeated(model, _shuffled(), None, optimizer, repeats=3, seed=4, **SWEEP)
+    assert [run.losses for run in repeated.runs] == [run.losses for run in explicit.runs]
+    assert_restored(before, model, optimizer)
+
+
+def test_without_repeats_one_result_and_seed_alone_is_refused() -> None:
+    single = find_lr(make_classifier(), make_batches(), num_steps=12)
+    assert_type(single, RangeTestResult)
+    assert isinstance(single, RangeTestResult)
+    with pytest.raises(TypeError, match=r"seed= seeds repeated runs; pass repeats=k with it"):
+        find_lr(make_classifier(), make_batches(), seed=3, **SWEEP)
+    with pytest.raises(ValueError, match=r"repeats must be an integer >= 1, got 0"):
+        find_lr(make_classifier(), make_batches(), repeats=0, **SWEEP)
+
+
+def test_repeated_result_is_saved_and_loads_back(tmp_path: Path) -> None:
+    path = tmp_path / "repeated.json"
+    repeated = find_lr(make_classifier(), _shuffled(), repeats=2, save_to=path, **SWEEP)
+    loaded = load_result(path)
+    assert isinstance(loaded, RepeatedRangeTest)
+    assert [run.losses for run in loaded.runs] == [run.losses for run in repeated.runs]
+
+
+def test_find_lr_is_importable_from_its_old_home() -> None:
+    assert lr_widget.engine.find_lr is lr_widget.find.find_lr is find_lr
+    from lr_widget.engine import find_lr as old
+
+    assert old is find_lr
