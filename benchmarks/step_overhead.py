@@ -1,11 +1,19 @@
 """Per-step CPU overhead of ``find_lr`` against a bare training loop on the tiny MLP.
 
+``--model null`` runs both on a 4-4-2 MLP with batches of 2, where torch's own work is smallest,
+so the difference (lr_widget's Python per step) stands out of a busy machine's noise.
+
 Both run the same model (MLP 32-64-10, batch 64, AdamW) on the same batches for ``--steps``
 optimizer steps, in interleaved A/B rounds, timed with ``time.process_time`` (CPU time, so a busy
 neighbour on a shared machine costs less noise than wall time would). Prints the median per-step
 overhead in microseconds, with the wall-clock figure beside it::
 
-    python -m benchmarks.step_overhead --steps 2000 --rounds 7
+    python -m benchmarks.step_overhead --steps 500 --rounds 31 [--model null]
+
+On a shared machine whose neighbours load both cores the per-step times swing by tens of
+microseconds. Instructions counted by valgrind do not: run ``bare_loop(n)`` and
+``lr_widget_sweep(n)`` under ``valgrind --tool=callgrind`` for n = 50 and n = 2050 (with
+``PYTHONHASHSEED=0``) and divide the differences by 2000 to get instructions per step.
 """
 
 from __future__ import annotations
@@ -21,13 +29,19 @@ from torch import nn
 
 from lr_widget import find_lr
 
+MODELS = ("tiny", "null")
+MODEL = "tiny"  # set by --model: "null" is Linear(4, 2) on batches of 2, for the Python cost alone
+
 
 def _setup(seed: int) -> tuple[nn.Module, torch.optim.Optimizer, list[tuple[torch.Tensor, ...]]]:
     torch.manual_seed(seed)
-    model = nn.Sequential(nn.Linear(32, 64), nn.ReLU(), nn.Linear(64, 10))
+    features, hidden, classes, size = (32, 64, 10, 64) if MODEL == "tiny" else (4, 4, 2, 2)
+    model = nn.Sequential(nn.Linear(features, hidden), nn.ReLU(), nn.Linear(hidden, classes))
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
-    inputs, targets = torch.randn(64 * 16, 32), torch.randint(0, 10, (64 * 16,))
-    batches = [(inputs[i : i + 64], targets[i : i + 64]) for i in range(0, 64 * 16, 64)]
+    inputs, targets = torch.randn(size * 16, features), torch.randint(0, classes, (size * 16,))
+    batches: list[tuple[torch.Tensor, ...]] = [
+        (inputs[i : i + size], targets[i : i + size]) for i in range(0, size * 16, size)
+    ]
     return model, optimizer, batches
 
 
@@ -43,7 +57,7 @@ def bare_loop(steps: int) -> tuple[float, float]:
         x, y = batches[step % len(batches)]
         optimizer.zero_grad(set_to_none=True)
         loss = loss_fn(model(x), y)
-        loss.backward()
+        loss.backward()  # type: ignore[no-untyped-call]
         optimizer.step()
         if not math.isfinite(loss.item()):
             break
@@ -64,10 +78,13 @@ def lr_widget_sweep(steps: int) -> tuple[float, float]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=2000)
-    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--steps", type=int, default=500)
+    parser.add_argument("--rounds", type=int, default=31)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--model", choices=MODELS, default="tiny")
     args = parser.parse_args(argv)
+    global MODEL
+    MODEL = args.model
     torch.set_num_threads(args.threads)
     bare_loop(200), lr_widget_sweep(200)  # warm up allocator and dispatch caches
     cpu_deltas, wall_deltas, bare_cpu = [], [], []

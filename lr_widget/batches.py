@@ -88,6 +88,12 @@ def move_to_device(batch: Any, device: torch.device) -> Any:
         if batch.device == device:
             return batch
         return batch.to(device, non_blocking=batch.is_pinned())
+    if type(batch) is tuple or type(batch) is list:  # the common (x, y): nothing to rebuild
+        for item in batch:
+            if not (isinstance(item, torch.Tensor) and item.device == device):
+                break
+        else:
+            return batch
     if isinstance(batch, Mapping):
         if hasattr(batch, "to") and not isinstance(batch, dict):
             return batch.to(device)  # e.g. transformers' BatchEncoding
@@ -187,11 +193,14 @@ class LossComputer:
         self.loss_name: str | None = None if loss_fn is None else _name_of(loss_fn)
         self._inferred: LossFn | None = None
         self._accepts: dict[str, bool] = {}
+        self._source = "loss_fn" if loss_fn is not None else "the loss"
 
     def __call__(self, batch: Any, require_grad: bool = True) -> torch.Tensor:
         """The scalar loss of ``batch``; ``require_grad=False`` for evaluation under no_grad."""
         if self.step_fn is not None:
             return check_scalar_loss(self.step_fn(self.model, batch), "step_fn", require_grad)
+        if (type(batch) is tuple or type(batch) is list) and len(batch) >= 2:  # checked first:
+            return check_scalar_loss(self._tuple_loss(batch), self._source, require_grad)  # fast
         if isinstance(batch, Mapping):
             loss = self._dict_batch_loss(batch)
         elif isinstance(batch, (tuple, list)) and len(batch) >= 2:
@@ -206,8 +215,20 @@ class LossComputer:
                 "(x1, ..., y), a dict, or a tensor whose model output has a loss; for anything "
                 "else pass step_fn=lambda model, batch: loss"
             )
-        source = "loss_fn" if self.loss_fn is not None else "the loss"
-        return check_scalar_loss(loss, source, require_grad)
+        return check_scalar_loss(loss, self._source, require_grad)
+
+    def _tuple_loss(self, batch: tuple[Any, ...] | list[Any]) -> torch.Tensor:
+        """``(x1, ..., y)``: the loss of the model's output on the inputs against ``y``.
+
+        The path every step of the usual sweep takes, so it decides as little as it can: a
+        plain tensor output with the loss already inferred goes straight to that loss.
+        """
+        output = self.model(*batch[:-1])
+        if self.loss_fn is not None:
+            return self.loss_fn(output, batch[-1])
+        if self._inferred is not None and type(output) is torch.Tensor:
+            return self._inferred(output, batch[-1])
+        return self._loss(output, batch[-1])
 
     def _dict_batch_loss(self, batch: Mapping[str, Any]) -> torch.Tensor:
         target_key = next((key for key in TARGET_KEYS if key in batch), None)
@@ -247,6 +268,8 @@ class LossComputer:
 
 def check_scalar_loss(loss: Any, source: str, require_grad: bool = True) -> torch.Tensor:
     """Return ``loss`` as a 0-d tensor, or raise naming ``source`` if it is not a scalar tensor."""
+    if type(loss) is torch.Tensor and loss.dim() == 0 and (loss.requires_grad or not require_grad):
+        return loss  # what every step of a working sweep returns: one test, then done
     if not isinstance(loss, torch.Tensor):
         raise TypeError(f"{source} must return a scalar tensor, got a {type(loss).__name__}")
     if loss.numel() != 1:

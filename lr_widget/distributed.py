@@ -228,6 +228,10 @@ class StepSync:
         return readings
 
     def _read(self, pending: _PendingStep) -> StepReading:
+        if not self.distributed and self._val_count is None:  # the lone sweep: one number
+            loss = pending.values.item() / self._loss_count
+            finite = int(not math.isfinite(loss))
+            return StepReading(pending.step, pending.lr, loss, None, finite, 0)
         read: float | list[float] = pending.values.tolist()  # this step's one device read
         values = read if isinstance(read, list) else [read]  # a 0-d tensor reads as a number
         loss = values[0] / self._loss_count

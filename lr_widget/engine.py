@@ -36,7 +36,7 @@ from lr_widget.distributed import StepSync, default_loss_read_lag, resolve_distr
 from lr_widget.recording import CurveRecorder, StepCallback, StepEvent, SweepEnded
 from lr_widget.result import RangeTestResult, StopReason
 from lr_widget.scaling import make_scaler
-from lr_widget.schedules import apply_lr, group_lr_ratios, iter_lrs
+from lr_widget.schedules import group_lr_ratios, iter_lrs, lr_setter
 from lr_widget.settings import SweepSettings
 from lr_widget.state import TrainingState
 from lr_widget.stepping import Stepper
@@ -223,7 +223,7 @@ class LRFinder:
     ) -> Iterator[StepEvent]:
         settings, stepper = self.settings, self.stepper
         schedule = iter_lrs(settings.num_steps, settings.start_lr, settings.end_lr, settings.mode)
-        ratios = group_lr_ratios(self.optimizer)
+        set_lr = lr_setter(self.optimizer, group_lr_ratios(self.optimizer))
         if not self.model.training:
             self.model.train()
         train_modes = [module.training for module in self.model.modules()]
@@ -238,9 +238,11 @@ class LRFinder:
         recorder = CurveRecorder(result, settings, sync.ranks)
         with stepper.watching_scaler_steps():
             for step, lr in enumerate(schedule):
-                stop_requested = self._stop_requested(external_stop, sync, result)
+                stop_requested = False
+                if self._stop_event.is_set() or external_stop.is_set():
+                    stop_requested = self._stop_requested(external_stop, sync, result)
                 step_started = time.perf_counter()
-                apply_lr(self.optimizer, lr, ratios)
+                set_lr(lr)
                 try:
                     loss_sum = stepper.train_at_lr(batches, settings)
                 except SweepEnded:  # record the steps still queued first, as with no lag

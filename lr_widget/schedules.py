@@ -8,13 +8,22 @@ point never moves the end points.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Literal
 
 import numpy as np
 import torch
 
-__all__ = ["MODES", "Mode", "apply_lr", "group_lr_ratios", "iter_lrs", "lr_at", "lr_schedule"]
+__all__ = [
+    "MODES",
+    "Mode",
+    "apply_lr",
+    "group_lr_ratios",
+    "iter_lrs",
+    "lr_at",
+    "lr_schedule",
+    "lr_setter",
+]
 
 Mode = Literal["exp", "linear"]
 MODES: tuple[str, ...] = ("exp", "linear")
@@ -114,3 +123,29 @@ def apply_lr(optimizer: torch.optim.Optimizer, lr: float, ratios: Sequence[float
             current.fill_(value)
         else:
             group["lr"] = value
+
+
+def lr_setter(optimizer: torch.optim.Optimizer, ratios: Sequence[float]) -> Callable[[float], None]:
+    """``apply_lr(optimizer, lr, ratios)`` as a function of ``lr``, checked once, for every step.
+
+    One parameter group with a plain-number LR (most optimizers) gets the LR written straight in.
+
+    >>> optimizer = torch.optim.SGD(torch.nn.Linear(2, 1).parameters(), lr=0.1)
+    >>> set_lr = lr_setter(optimizer, group_lr_ratios(optimizer))
+    >>> set_lr(0.5)
+    >>> optimizer.param_groups[0]["lr"]
+    0.5
+    """
+    groups = optimizer.param_groups
+    if len(ratios) != len(groups):
+        raise ValueError(
+            f"ratios has {len(ratios)} entries but the optimizer has {len(groups)} parameter groups"
+        )
+    if len(groups) == 1 and ratios[0] == 1.0 and not isinstance(groups[0].get("lr"), torch.Tensor):
+        group = groups[0]
+
+        def set_only_group(lr: float) -> None:
+            group["lr"] = lr
+
+        return set_only_group
+    return lambda lr: apply_lr(optimizer, lr, ratios)

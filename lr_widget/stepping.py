@@ -70,6 +70,9 @@ class Stepper:
                 "closure, which a GradScaler cannot unscale; pass grad_scaler=None"
             )
         self._scaler_steps: ScalerStepWatch | None = None
+        self._prepared_for: SweepSettings | None = None
+        self._step: Callable[[BatchStream, SweepSettings], tuple[torch.Tensor, bool]]
+        self._step = self._optimizer_step
         self.trainable = [p for p in model.parameters() if p.requires_grad]
 
     # -- one LR step -----------------------------------------------------------------------
@@ -80,7 +83,9 @@ class Stepper:
         retried on the next batch: it does not count, so the sweep does not advance on a step that
         changed nothing; only then is the loss read at once, to stop on a non-finite one.
         """
-        step = self._step_function(settings)
+        if settings is not self._prepared_for:  # chosen once per sweep, not once per step
+            self._step, self._prepared_for = self._step_function(settings), settings
+        step = self._step
         if settings.batches_per_step == 1 and self.scaler is None:
             return step(batches, settings)[0]
         total: torch.Tensor | None = None
