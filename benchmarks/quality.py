@@ -38,16 +38,16 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import report, scoring
+from benchmarks.split import DEV_TASKS, HELD_OUT_TASKS
 from benchmarks.tasks import TASKS, get_task, log_grid, train_at_lr
+from lr_widget.suggestions import RULES
 
 __all__ = ["CONFIGS", "DEV_TASKS", "HELD_OUT_TASKS", "FinderConfig", "main", "method_names"]
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 SEEDS = (0, 1, 2, 3, 4)
 GRID = log_grid(1e-5, 1.0, 3)
-DEV_TASKS = ("digits-mlp", "cancer-logreg", "text-lstm")
-HELD_OUT_TASKS = ("digits-cnn-bn", "diabetes-mlp", "text-transformer")
-LR_WIDGET_RULES = ("steep", "valley", "minimum", "slide", "consensus")
+LR_WIDGET_RULES = tuple(RULES)
 
 
 @dataclass(frozen=True)

@@ -294,9 +294,18 @@ def speed_headline(results: dict[str, Any]) -> list[str]:
 
 
 # -- the file -----------------------------------------------------------------------------------
-def render(speed: dict[str, Any] | None, quality: dict[str, Any] | None) -> str:
-    """The whole RESULTS.md text."""
+def render(
+    speed: dict[str, Any] | None,
+    quality: dict[str, Any] | None,
+    rescored: dict[str, Any] | None = None,
+) -> str:
+    """The whole RESULTS.md text; the 20-task offline scoring (``rescored``), when present,
+    replaces the older quality run."""
     from benchmarks.quality_report import quality_headline, quality_section
+    from benchmarks.rescore import rescored_headline, rescored_section
+
+    if rescored is not None:
+        quality = None
 
     parts = [
         "# Benchmark results",
@@ -306,12 +315,16 @@ def render(speed: dict[str, Any] | None, quality: dict[str, Any] | None) -> str:
     bullets = (speed_headline(speed) if speed else []) + (
         quality_headline(quality) if quality else []
     )
+    if rescored is not None:
+        bullets += rescored_headline(rescored)
     if bullets:
         parts += ["## Headline", "\n".join(f"- {bullet}" for bullet in bullets)]
     if speed is not None:
         parts.append(speed_section(speed))
     if quality is not None:
         parts.append(quality_section(quality))
+    if rescored is not None:
+        parts.append(rescored_section(rescored))
     return "\n\n".join(parts) + "\n"
 
 
@@ -325,5 +338,6 @@ def write_results(results_dir: Path, quick: bool = False) -> Path:
     speed = _load(results_dir / f"speed{suffix}.json")
     quality = _load(results_dir / f"quality{suffix}.json")
     target = results_dir.parent / f"RESULTS{suffix}.md"
-    target.write_text(render(speed, quality), encoding="utf-8")
+    rescored = None if quick else _load(results_dir / "quality-rescored.json")
+    target.write_text(render(speed, quality, rescored), encoding="utf-8")
     return target

@@ -1,22 +1,20 @@
 """Small but real training tasks that run on a CPU, for the suggestion-quality benchmark.
 
-Each :class:`Task` fixes its data (seeded, generated or shipped by a package: no downloads), a
-model family, an optimizer and a batch size. :func:`train_at_lr` trains a fresh model at one
-constant LR for the task's budget and returns the validation loss; the best LR of a task is the
-one with the lowest mean validation loss over seeds, and a suggestion's regret is measured against
-it by training at the suggested LR directly.
+Each :class:`Task` fixes its data (seeded, generated or shipped by a package: no downloads, see
+:mod:`benchmarks.task_data`), a model (:mod:`benchmarks.task_models`), an optimizer and a batch
+size. :func:`train_at_lr` trains a fresh model at one LR, constant or as the peak of a one-cycle
+schedule, for the task's budget and returns the validation loss and the first training losses;
+the best LR of a task is the one with the lowest mean validation loss over seeds.
 
-The text tasks read the source of two standard-library modules (shipped with Python itself);
-the tabular and image tasks use scikit-learn's bundled datasets (no download) and raise
-``ModuleNotFoundError`` without scikit-learn.
+The tabular and image tasks raise ``ModuleNotFoundError`` without scikit-learn, the Hugging Face
+task without transformers.
 """
 
 from __future__ import annotations
 
-import inspect
 import math
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -24,8 +22,14 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 from torch.utils.data import BatchSampler, DataLoader, RandomSampler
 
+from benchmarks import task_data as td
+from benchmarks import task_models as tm
+from benchmarks.task_data import TEXT_SEQ_LEN, TaskData
+
 __all__ = [
+    "SCHEDULES",
     "TASKS",
+    "TEXT_SEQ_LEN",
     "Task",
     "TaskData",
     "TensorPairs",
@@ -38,10 +42,10 @@ __all__ = [
     "val_loss",
 ]
 
-DATA_SEED = 0
-VAL_FRACTION = 0.25
-TEXT_MODULES = ("argparse", "textwrap")
-TEXT_SEQ_LEN = 32
+SCHEDULES = ("constant", "one-cycle")
+"""How :func:`train_at_lr` uses its LR: constant, or as the peak of a one-cycle schedule."""
+RECORDED_TRAIN_LOSSES = 40
+"""Training losses kept from the start of each run: the probes a confirmation step would run."""
 
 
 class TensorPairs:
@@ -83,17 +87,6 @@ def batch_loader(
 
 
 @dataclass(frozen=True)
-class TaskData:
-    """Train and validation tensors of one task, plus sizes the model needs."""
-
-    train_x: Tensor
-    train_y: Tensor
-    val_x: Tensor
-    val_y: Tensor
-    sizes: dict[str, int] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
 class Task:
     """One training task: data, model family, optimizer, batch size and training budget.
 
@@ -111,6 +104,8 @@ class Task:
     make_optimizer: Callable[[Iterable[nn.Parameter], float], torch.optim.Optimizer]
     loss_fn: Callable[[Tensor, Tensor], Tensor]
     description: str
+    one_cycle: bool = False
+    """Whether the task also gets one-cycle ground truth."""
 
     def train_loader(self, data: TaskData, seed: int) -> DataLoader:
         """The shuffled training loader for ``seed``."""
@@ -124,157 +119,6 @@ class Task:
         """A newly initialised model; the same ``seed`` gives the same weights."""
         torch.manual_seed(seed)
         return self.build_model(data)
-
-
-# -- data ---------------------------------------------------------------------------------------
-def _split(inputs: np.ndarray, targets: np.ndarray, target_dtype: torch.dtype) -> TaskData:
-    """Shuffle rows with ``DATA_SEED`` and hold out ``VAL_FRACTION`` of them for validation."""
-    order = np.random.default_rng(DATA_SEED).permutation(len(inputs))
-    cut = len(inputs) - int(len(inputs) * VAL_FRACTION)
-    x = torch.as_tensor(inputs[order], dtype=torch.float32)
-    y = torch.as_tensor(targets[order]).to(target_dtype)
-    return TaskData(x[:cut], y[:cut], x[cut:], y[cut:], {"features": x.shape[1]})
-
-
-def _standardise(data: TaskData) -> TaskData:
-    """Scale features with the training set's mean and standard deviation."""
-    mean, std = data.train_x.mean(0), data.train_x.std(0).clamp_min(1e-6)
-    return TaskData(
-        (data.train_x - mean) / std, data.train_y, (data.val_x - mean) / std, data.val_y, data.sizes
-    )
-
-
-def digits_data() -> TaskData:
-    """scikit-learn's 1,797 8x8 handwritten digits, pixels scaled to [0, 1]."""
-    from sklearn.datasets import load_digits
-
-    digits = load_digits()
-    return _split(digits.data / 16.0, digits.target, torch.long)
-
-
-def digit_images_data() -> TaskData:
-    """The digits as 1x8x8 images for a CNN."""
-    data = digits_data()
-    return TaskData(
-        data.train_x.reshape(-1, 1, 8, 8),
-        data.train_y,
-        data.val_x.reshape(-1, 1, 8, 8),
-        data.val_y,
-        data.sizes,
-    )
-
-
-def cancer_data() -> TaskData:
-    """scikit-learn's breast-cancer table (569 rows, 30 features), standardised."""
-    from sklearn.datasets import load_breast_cancer
-
-    table = load_breast_cancer()
-    return _standardise(_split(table.data, table.target, torch.long))
-
-
-def diabetes_data() -> TaskData:
-    """scikit-learn's diabetes regression (442 rows, 10 features); standardised target."""
-    from sklearn.datasets import load_diabetes
-
-    table = load_diabetes()
-    target = (table.target - table.target.mean()) / table.target.std()
-    data = _standardise(_split(table.data, target[:, None], torch.float32))
-    return data
-
-
-def text_data(seq_len: int = TEXT_SEQ_LEN) -> TaskData:
-    """Character-level language modelling on the source of a few standard-library modules.
-
-    Non-overlapping windows of ``seq_len + 1`` characters; targets are inputs shifted by one.
-    The last windows of the text (not a random sample) are the validation set, so no validation
-    character is ever trained on.
-    """
-    import importlib
-
-    text = "".join(inspect.getsource(importlib.import_module(name)) for name in TEXT_MODULES)
-    code_of = {char: code for code, char in enumerate(sorted(set(text)))}
-    codes = torch.tensor([code_of[char] for char in text], dtype=torch.long)
-    windows = codes[: len(codes) // (seq_len + 1) * (seq_len + 1)].reshape(-1, seq_len + 1)
-    cut = len(windows) - int(len(windows) * VAL_FRACTION)
-    x, y = windows[:, :-1], windows[:, 1:]
-    return TaskData(x[:cut], y[:cut], x[cut:], y[cut:], {"vocab": len(code_of)})
-
-
-# -- models -------------------------------------------------------------------------------------
-def mlp(data: TaskData, hidden: int = 128, outputs: int = 10) -> nn.Module:
-    """A two-hidden-layer ReLU MLP."""
-    return nn.Sequential(
-        nn.Linear(data.sizes["features"], hidden),
-        nn.ReLU(),
-        nn.Linear(hidden, hidden),
-        nn.ReLU(),
-        nn.Linear(hidden, outputs),
-    )
-
-
-def small_regressor(data: TaskData, hidden: int = 64) -> nn.Module:
-    """A one-hidden-layer tanh MLP with one output."""
-    return nn.Sequential(nn.Linear(data.sizes["features"], hidden), nn.Tanh(), nn.Linear(hidden, 1))
-
-
-def linear_classifier(data: TaskData, classes: int = 2) -> nn.Module:
-    """Logistic (softmax) regression: one linear layer, convex with cross-entropy."""
-    return nn.Linear(data.sizes["features"], classes)
-
-
-def cnn_with_batchnorm(data: TaskData, classes: int = 10) -> nn.Module:
-    """Two conv-BatchNorm-ReLU blocks, a max-pool and a linear head, for 1x8x8 images."""
-    return nn.Sequential(
-        nn.Conv2d(1, 16, 3, padding=1),
-        nn.BatchNorm2d(16),
-        nn.ReLU(),
-        nn.Conv2d(16, 32, 3, padding=1),
-        nn.BatchNorm2d(32),
-        nn.ReLU(),
-        nn.MaxPool2d(2),
-        nn.Flatten(),
-        nn.Linear(32 * 4 * 4, classes),
-    )
-
-
-class CharLSTM(nn.Module):
-    """Embedding, one LSTM layer and a linear read-out over the alphabet."""
-
-    def __init__(self, vocab: int, embedding: int = 16, hidden: int = 64) -> None:
-        super().__init__()
-        self.embed = nn.Embedding(vocab, embedding)
-        self.lstm = nn.LSTM(embedding, hidden, batch_first=True)
-        self.head = nn.Linear(hidden, vocab)
-
-    def forward(self, tokens: Tensor) -> Tensor:
-        hidden, _ = self.lstm(self.embed(tokens))
-        return self.head(hidden)
-
-
-class CharTransformer(nn.Module):
-    """A two-layer causal pre-norm transformer with learned positions."""
-
-    def __init__(self, vocab: int, width: int = 48, layers: int = 2, heads: int = 4) -> None:
-        super().__init__()
-        self.embed = nn.Embedding(vocab, width)
-        self.position = nn.Parameter(torch.randn(TEXT_SEQ_LEN, width) * 0.02)
-        layer = nn.TransformerEncoderLayer(
-            width, heads, 2 * width, dropout=0.0, batch_first=True, norm_first=True
-        )
-        self.blocks = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
-        self.norm = nn.LayerNorm(width)
-        self.head = nn.Linear(width, vocab)
-
-    def forward(self, tokens: Tensor) -> Tensor:
-        length = tokens.shape[1]
-        mask = nn.Transformer.generate_square_subsequent_mask(length)
-        hidden = self.embed(tokens) + self.position[:length]
-        return self.head(self.norm(self.blocks(hidden, mask=mask, is_causal=True)))
-
-
-def token_cross_entropy(logits: Tensor, targets: Tensor) -> Tensor:
-    """Mean cross-entropy over every position of a ``(batch, time, vocab)`` output."""
-    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1))
 
 
 # -- optimizers ---------------------------------------------------------------------------------
@@ -293,38 +137,87 @@ def sgd_momentum(parameters: Iterable[nn.Parameter], lr: float) -> torch.optim.O
     return torch.optim.SGD(parameters, lr=lr, momentum=0.9)
 
 
+def sgd(parameters: Iterable[nn.Parameter], lr: float) -> torch.optim.Optimizer:
+    """Plain SGD, no momentum."""
+    return torch.optim.SGD(parameters, lr=lr)
+
+
+_OPTIMIZERS = {
+    "Adam": adam, "AdamW (wd 0.01)": adamw, "SGD momentum 0.9": sgd_momentum, "SGD": sgd,
+}  # fmt: skip
+
+
+def _task(
+    name: str, family: str, optimizer: str, batch: int, steps: int,
+    load: Callable[[], TaskData], build: Callable[[TaskData], nn.Module],
+    loss: Callable[[Tensor, Tensor], Tensor], about: str, one_cycle: bool = False,
+) -> Task:  # fmt: skip
+    description = f"{about}, {optimizer}, batch {batch}, {steps} steps"
+    return Task(
+        name, family, optimizer, batch, steps, load, build, _OPTIMIZERS[optimizer], loss,
+        description, one_cycle,
+    )  # fmt: skip
+
+
+def _vocab(model: Callable[[int], nn.Module]) -> Callable[[TaskData], nn.Module]:
+    return lambda data: model(data.sizes["vocab"])
+
+
+_CE, _MSE, _TOKENS = F.cross_entropy, F.mse_loss, tm.token_cross_entropy
+
+
 # -- the suite ----------------------------------------------------------------------------------
 TASKS: tuple[Task, ...] = (
-    Task(
-        "digits-mlp", "MLP", "Adam", 32, 160, digits_data, mlp, adam, F.cross_entropy,
-        "sklearn digits, MLP 64-128-128-10, Adam, batch 32, 160 steps",
-    ),
-    Task(
-        "digits-cnn-bn", "CNN + BatchNorm", "SGD momentum 0.9", 64, 120, digit_images_data,
-        cnn_with_batchnorm, sgd_momentum, F.cross_entropy,
-        "sklearn digits as 8x8 images, 2 conv+BN blocks, SGD(0.9), batch 64, 120 steps",
-    ),
-    Task(
-        "cancer-logreg", "logistic regression (convex)", "SGD momentum 0.9", 16, 120,
-        cancer_data, linear_classifier, sgd_momentum, F.cross_entropy,
-        "sklearn breast cancer, standardised, logistic regression, SGD(0.9), batch 16, 120 steps",
-    ),
-    Task(
-        "diabetes-mlp", "MLP regression (MSE)", "Adam", 16, 120, diabetes_data,
-        small_regressor, adam, F.mse_loss,
-        "sklearn diabetes, standardised target, MLP 10-64-1 tanh, Adam, batch 16, 120 steps",
-    ),
-    Task(
-        "text-lstm", "LSTM language model", "Adam", 32, 150, text_data,
-        lambda data: CharLSTM(data.sizes["vocab"]), adam, token_cross_entropy,
-        "char-level LM on stdlib source, LSTM 64, Adam, batch 32 x 32 chars, 150 steps",
-    ),
-    Task(
-        "text-transformer", "transformer language model", "AdamW (wd 0.01)", 16, 150, text_data,
-        lambda data: CharTransformer(data.sizes["vocab"]), adamw, token_cross_entropy,
-        "char-level LM on stdlib source, 2-layer causal transformer d=48, AdamW, batch 16 x 32 "
-        "chars, 150 steps",
-    ),
+    _task("digits-mlp", "MLP", "Adam", 32, 160, td.digits_data, tm.mlp, _CE,
+          "sklearn digits, MLP 64-128-128-10", one_cycle=True),
+    _task("digits-mlp-b128", "MLP", "Adam", 128, 100, td.digits_data, tm.mlp, _CE,
+          "sklearn digits, MLP 64-128-128-10"),
+    _task("digits-mlp-sgd", "MLP", "SGD", 32, 160, td.digits_data, tm.mlp, _CE,
+          "sklearn digits, MLP 64-128-128-10"),
+    _task("digits-logreg", "softmax regression (convex)", "Adam", 32, 120, td.digits_data,
+          tm.linear_model, _CE, "sklearn digits, softmax regression"),
+    _task("digits-cnn-bn", "CNN + BatchNorm", "SGD momentum 0.9", 64, 120, td.digit_images_data,
+          tm.cnn, _CE, "sklearn digits as 8x8 images, 2 conv+BN blocks", one_cycle=True),
+    _task("digits-cnn", "CNN without BatchNorm", "Adam", 64, 120, td.digit_images_data,
+          lambda data: tm.cnn(data, batchnorm=False), _CE,
+          "sklearn digits as 8x8 images, 2 conv blocks, no BatchNorm"),
+    _task("digits-resnet", "small ResNet", "SGD momentum 0.9", 32, 100, td.digit_images_data,
+          lambda data: tm.TinyResNet(data.sizes["classes"]), _CE,
+          "sklearn digits as 8x8 images, ResNet with 2 residual blocks of 16 channels",
+          one_cycle=True),
+    _task("cancer-logreg", "logistic regression (convex)", "SGD momentum 0.9", 16, 120,
+          td.cancer_data, tm.linear_model, _CE, "sklearn breast cancer, logistic regression",
+          one_cycle=True),
+    _task("cancer-mlp-sgd-b64", "MLP", "SGD", 64, 120, td.cancer_data, tm.mlp, _CE,
+          "sklearn breast cancer, MLP 30-128-128-2"),
+    _task("wine-mlp", "MLP (tabular)", "AdamW (wd 0.01)", 16, 100, td.wine_data, tm.mlp, _CE,
+          "sklearn wine, MLP 13-128-128-3"),
+    _task("tabular-mlp-bn", "MLP + BatchNorm (tabular)", "AdamW (wd 0.01)", 64, 120,
+          td.tabular_data, lambda data: tm.mlp(data, batchnorm=True), _CE,
+          "generated 24-feature 4-class table, MLP with BatchNorm", one_cycle=True),
+    _task("moons-mlp", "MLP", "SGD momentum 0.9", 32, 150, td.moons_data,
+          lambda data: tm.mlp(data, hidden=32), _CE, "sklearn two moons, MLP 2-32-32-2"),
+    _task("diabetes-mlp", "MLP regression (MSE)", "Adam", 16, 120, td.diabetes_data,
+          tm.small_regressor, _MSE, "sklearn diabetes, standardised target, MLP 10-64-1 tanh"),
+    _task("diabetes-linear", "linear regression (convex)", "SGD", 32, 100, td.diabetes_data,
+          tm.linear_model, _MSE, "sklearn diabetes, standardised target, linear regression"),
+    _task("friedman-mlp", "MLP regression (MSE)", "SGD momentum 0.9", 64, 120, td.friedman_data,
+          tm.small_regressor, _MSE, "sklearn Friedman #1, MLP 10-64-1 tanh", one_cycle=True),
+    _task("text-lstm", "LSTM language model", "Adam", 32, 150, td.text_data,
+          _vocab(tm.CharLSTM), _TOKENS, "char-level LM on stdlib source, LSTM 64",
+          one_cycle=True),
+    _task("text-gru", "GRU language model", "SGD momentum 0.9", 32, 150, td.text_data,
+          _vocab(tm.CharRNN), _TOKENS, "char-level LM on stdlib source, GRU 64"),
+    _task("text-transformer", "transformer language model", "AdamW (wd 0.01)", 16, 150,
+          td.text_data, _vocab(tm.CharTransformer), _TOKENS,
+          "char-level LM on stdlib source, 2-layer causal transformer d=48", one_cycle=True),
+    _task("text-transformer-b64", "transformer language model", "Adam", 64, 60,
+          td.text_data, _vocab(tm.CharTransformer), _TOKENS,
+          "char-level LM on stdlib source, 2-layer causal transformer d=48"),
+    _task("hf-gpt2-tiny", "Hugging Face GPT-2 (from a config)", "AdamW (wd 0.01)", 16, 100,
+          td.text_data, _vocab(tm.TinyGPT2), _TOKENS,
+          "char-level LM on stdlib source, transformers GPT2LMHeadModel 2 layers d=32, random "
+          "init"),
 )  # fmt: skip
 
 
@@ -343,7 +236,8 @@ class TrainOutcome:
 
     ``score`` is what the benchmark ranks by: the validation loss, or the initial validation loss
     when the run diverged or ended worse than it started (a diverged run is as good as not
-    training at all, never better).
+    training at all, never better). ``train_losses`` holds the first
+    ``RECORDED_TRAIN_LOSSES`` training losses (fewer if the run diverged).
     """
 
     lr: float
@@ -351,6 +245,8 @@ class TrainOutcome:
     val_loss: float
     initial_val_loss: float
     diverged: bool
+    train_losses: tuple[float, ...] = ()
+    schedule: str = "constant"
 
     @property
     def score(self) -> float:
@@ -384,26 +280,46 @@ def _cycle(loader: DataLoader) -> Iterator[tuple[Tensor, Tensor]]:
         yield from loader
 
 
-def train_at_lr(task: Task, data: TaskData, lr: float, seed: int) -> TrainOutcome:
-    """Train a fresh model (``seed``) at constant ``lr`` for ``task.train_steps`` steps.
+def one_cycle(optimizer: torch.optim.Optimizer, peak_lr: float, steps: int) -> object:
+    """fastai's ``fit_one_cycle`` LR shape: cosine warm-up over the first quarter from
+    ``peak_lr / 25``, cosine annealing to ``peak_lr / 1e5`` (momentum left alone)."""
+    return torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, max_lr=peak_lr, total_steps=steps, pct_start=0.25, anneal_strategy="cos",
+        cycle_momentum=False, div_factor=25.0, final_div_factor=4e3,
+    )  # fmt: skip
 
-    Stops early, as diverged, at the first non-finite training loss.
+
+def train_at_lr(
+    task: Task, data: TaskData, lr: float, seed: int, schedule: str = "constant"
+) -> TrainOutcome:
+    """Train a fresh model (``seed``) at ``lr`` for ``task.train_steps`` steps.
+
+    ``schedule`` is ``"constant"`` or ``"one-cycle"`` (``lr`` is then the peak, see
+    :func:`one_cycle`). Stops early, as diverged, at the first non-finite training loss.
     """
+    if schedule not in SCHEDULES:
+        raise ValueError(f"schedule must be one of {SCHEDULES}, got {schedule!r}")
     model = task.fresh_model(data, seed)
     start = val_loss(task, model, data)
     optimizer = task.make_optimizer(model.parameters(), lr)
+    scheduler = one_cycle(optimizer, lr, task.train_steps) if schedule == "one-cycle" else None
     batches = _cycle(task.train_loader(data, seed))
+    recorded: list[float] = []
     model.train()
     for _ in range(task.train_steps):
         inputs, targets = next(batches)
         optimizer.zero_grad(set_to_none=True)
         loss = task.loss_fn(model(inputs), targets)
         if not torch.isfinite(loss):
-            return TrainOutcome(lr, seed, math.inf, start, diverged=True)
-        loss.backward()
+            return TrainOutcome(lr, seed, math.inf, start, True, tuple(recorded), schedule)
+        if len(recorded) < RECORDED_TRAIN_LOSSES:
+            recorded.append(float(loss.detach()))
+        loss.backward()  # type: ignore[no-untyped-call]
         optimizer.step()
+        if scheduler is not None:
+            scheduler.step()  # type: ignore[attr-defined]
     final = val_loss(task, model, data)
-    return TrainOutcome(lr, seed, final, start, diverged=not math.isfinite(final))
+    return TrainOutcome(lr, seed, final, start, not math.isfinite(final), tuple(recorded), schedule)
 
 
 def log_grid(low: float, high: float, per_decade: int) -> list[float]:

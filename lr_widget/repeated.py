@@ -32,8 +32,9 @@ from lr_widget.axes import nearest_index
 from lr_widget.jsonfile import DocumentError, document_from_dict, load_document
 from lr_widget.result import RangeTestResult, StopReason
 from lr_widget.settings import SweepSettings
+from lr_widget.smoothing import LAG_FREE_WIDTH, lag_free
 from lr_widget.spread import Bump, NoiseBand, SuggestionSpread, largest_rise, rising_stretches
-from lr_widget.suggestions import DEFAULT_RULE, RULES, Suggestion, suggest
+from lr_widget.suggestions import CURVE_READ, DEFAULT_RULE, RULES, Suggestion, suggest
 from lr_widget.sweep_result import SweepResult, write_csv
 
 __all__ = [
@@ -126,6 +127,20 @@ class RepeatedRangeTest(SweepResult):
     def count(self) -> IntArray:
         """Runs contributing at each step."""
         return self.band().count
+
+    @property
+    def raw_curve(self) -> FloatArray:
+        """Per-step median of the runs' raw curves (:attr:`RangeTestResult.raw_curve`), over the
+        runs that reached the step."""
+        return NoiseBand.from_curves(self.lrs, [run.raw_curve for run in self.runs]).median
+
+    @property
+    def lag_free_curve(self) -> FloatArray:
+        """:func:`~lr_widget.smoothing.lag_free` of :attr:`raw_curve`: the curve
+        :meth:`median_curve_suggestion` reads, as each run's suggestions read its own."""
+        if not self.runs:
+            return np.empty(0)
+        return lag_free(self.lrs, self.raw_curve, LAG_FREE_WIDTH)
 
     @property
     def band_width(self) -> FloatArray:
@@ -229,9 +244,10 @@ class RepeatedRangeTest(SweepResult):
         return Suggestion(rule, lr, index, float(band.median[index]), reason)
 
     def median_curve_suggestion(self, rule: str = DEFAULT_RULE) -> Suggestion:
-        """``rule`` applied to the median curve instead (for comparison with :meth:`suggest`)."""
-        band = self.band()
-        return suggest(band.lrs, band.median, rule) if band.lrs.size else self.suggest(rule)
+        """``rule`` applied to the lag-free fit of the median raw curve instead (for comparison
+        with :meth:`suggest`): the same curve, read the same way, as a single run's."""
+        lrs = self.lrs
+        return suggest(lrs, self.lag_free_curve, rule) if lrs.size else self.suggest(rule)
 
     # -- is that bump real? -----------------------------------------------------------------
     def bump_between(self, lr_low: float, lr_high: float) -> Bump | None:
@@ -307,7 +323,7 @@ class RepeatedRangeTest(SweepResult):
     # -- display ----------------------------------------------------------------------------
     def summary(self) -> str:
         """A few readable lines: the runs, each rule's spread, the robust pick, real bumps."""
-        lines = [repr(self)]
+        lines = [repr(self), f"   each run's rules read {CURVE_READ}"]
         for rule, spread in self.spreads().items():
             lines.append(f" {'*' if rule == DEFAULT_RULE else ' '} {spread.describe()}")
         real = self.real_bumps()

@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from enum import Enum
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 from numpy.typing import NDArray
@@ -30,14 +30,11 @@ from lr_widget.jsonfile import (
     encode_tree,
     require_mapping,
 )
-from lr_widget.smoothing import debiased_ema
+from lr_widget.smoothing import LAG_FREE_WIDTH, debiased_ema, lag_free
 from lr_widget.spread import NoiseBand
-from lr_widget.suggestions import DEFAULT_RULE, Suggestion, suggest
+from lr_widget.suggestions import CURVE_READ, DEFAULT_RULE, Suggestion, suggest
 from lr_widget.sweep_result import SweepResult, write_csv
 from lr_widget.validation import require_fraction
-
-if TYPE_CHECKING:
-    pass
 
 __all__ = ["FORMAT_NAME", "FORMAT_VERSION", "RangeTestResult", "StopReason", "SweepResult"]
 
@@ -74,7 +71,8 @@ class RangeTestResult(SweepResult):
     val_losses
         The validation loss after each step, when validation data was given.
     beta
-        Smoothing used by :attr:`smoothed_losses` and the suggestions.
+        Smoothing of the live view's curve (:attr:`smoothed_losses`, :attr:`curve`); the
+        suggestions read the lag-free curve instead (:attr:`lag_free_curve`).
     stop_reason, stop_detail
         Why the sweep ended (:class:`StopReason`) and a one-line explanation.
     error
@@ -106,6 +104,10 @@ class RangeTestResult(SweepResult):
     settings: dict[str, Any] = field(default_factory=dict)
     timings: dict[str, Any] = field(default_factory=dict)
     metadata: dict[str, Any] = field(default_factory=dict)
+    # The last lag-free fit and what it was computed from: every rule reads it.
+    _fit_cache: tuple[bytes, np.ndarray] | None = field(
+        default=None, init=False, repr=False, compare=False
+    )
 
     def __post_init__(self) -> None:
         self.stop_reason = StopReason(self.stop_reason)
@@ -139,10 +141,32 @@ class RangeTestResult(SweepResult):
 
     @property
     def curve(self) -> np.ndarray:
-        """The series the suggestions read: smoothed validation losses if measured, else
-        smoothed training losses."""
+        """The EMA-smoothed series of the live view: smoothed validation losses if measured,
+        else smoothed training losses."""
         smoothed_val = self.smoothed_val_losses
         return self.smoothed_losses if smoothed_val is None else smoothed_val
+
+    @property
+    def raw_curve(self) -> np.ndarray:
+        """The raw series the rules start from: validation losses if measured, else training
+        losses."""
+        raw = self.losses if self.val_losses is None else self.val_losses
+        return np.asarray(raw, dtype=np.float64)
+
+    @property
+    def lag_free_curve(self) -> np.ndarray:
+        """The curve the suggestions read: :func:`~lr_widget.smoothing.lag_free` of
+        :attr:`raw_curve` (a zero-phase fit in log LR, NaN past the blow-up), which puts a
+        minimum where the raw loss has it, where the EMA lags it by up to a decade."""
+        if not self.lrs:
+            return np.empty(0)
+        raw = self.raw_curve
+        key = np.asarray(self.lrs, dtype=np.float64).tobytes() + raw.tobytes()
+        if self._fit_cache is None or self._fit_cache[0] != key:
+            fit = lag_free(self.lrs, raw, LAG_FREE_WIDTH)
+            fit.flags.writeable = False  # shared by every reader of the cache
+            self._fit_cache = (key, fit)
+        return self._fit_cache[1]
 
     def with_beta(self, beta: float) -> Self:
         """A copy re-smoothed with ``beta`` (no new sweep; this result is unchanged)."""
@@ -177,8 +201,9 @@ class RangeTestResult(SweepResult):
 
     # -- suggestions ------------------------------------------------------------------------
     def suggest(self, rule: str = DEFAULT_RULE) -> Suggestion:
-        """The suggestion of ``rule`` (one of :data:`lr_widget.suggestions.RULES`)."""
-        return suggest(self.lrs, self.curve, rule)
+        """The suggestion of ``rule`` (one of :data:`lr_widget.suggestions.RULES`), read off
+        :attr:`lag_free_curve`."""
+        return suggest(self.lrs, self.lag_free_curve, rule)
 
     # -- serialisation ----------------------------------------------------------------------
     def _to_fields(self) -> dict[str, Any]:
@@ -239,8 +264,8 @@ class RangeTestResult(SweepResult):
 
     # -- display ----------------------------------------------------------------------------
     def summary(self) -> str:
-        """A few readable lines: range, stop reason, suggestions."""
-        lines = [repr(self)]
+        """A few readable lines: range, stop reason, which curve the rules read, suggestions."""
+        lines = [repr(self), f"   rules read {CURVE_READ}"]
         for rule, suggestion in self.suggestions().items():
             marker = "*" if rule == DEFAULT_RULE else " "
             lines.append(f" {marker} {suggestion}")

@@ -10,6 +10,8 @@ __all__ = [
     "BAND_OPACITY",
     "BUMP_COLOR",
     "CURVATURE_COLOR",
+    "EMA_OPACITY",
+    "FIT_LABEL",
     "LOSS_COLOR",
     "RANGE_COLOR",
     "RAW_COLOR",
@@ -31,6 +33,8 @@ BUMP_COLOR = "#b71c1c"
 CURVATURE_COLOR = "#00897b"
 RANGE_COLOR = "#fdd835"
 SELECTION_COLOR = "#000000"
+EMA_OPACITY = 0.55  # the live view's EMA once the lag-free fit is drawn over it
+FIT_LABEL = "lag-free fit (rules read it)"
 
 
 @dataclass(frozen=True)
@@ -48,6 +52,9 @@ RULE_STYLES: dict[str, MarkerStyle] = {
     "minimum": MarkerStyle("#9467bd", "square", "s"),
     "slide": MarkerStyle("#ff7f0e", "cross", "P"),
     "consensus": MarkerStyle("#a6761d", "circle", "o"),
+    "minimum_third": MarkerStyle("#e7298a", "plus", "X"),
+    "minimum_half": MarkerStyle("#66a61e", "rectangle", "h"),
+    "steep_minimum": MarkerStyle("#1b9e77", "triangle-up", "^"),
 }
 _FALLBACK = MarkerStyle("#525252", "circle", "o")
 

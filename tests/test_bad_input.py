@@ -158,7 +158,7 @@ def test_non_callable_loss_fn_is_refused() -> None:
 
 def test_bad_grad_scaler_is_refused() -> None:
     with pytest.raises(TypeError, match=r"grad_scaler must be a torch\.amp\.GradScaler"):
-        find_lr(make_classifier(), make_batches(), grad_scaler="yes")  # type: ignore[call-overload]
+        find_lr(make_classifier(), make_batches(), grad_scaler="yes")  # type: ignore[arg-type]
 
 
 def test_huge_num_steps_allocates_nothing_up_front() -> None:
@@ -230,7 +230,7 @@ def test_loss_that_cannot_train_from_a_background_thread_changes_nothing() -> No
 
     def sweep() -> None:
         try:
-            find_lr(model, make_batches(), lambda out, y: 0.5, optimizer)  # type: ignore[call-overload]
+            find_lr(model, make_batches(), lambda out, y: 0.5, optimizer)  # type: ignore[arg-type,return-value]
         except TypeError as error:
             errors.append(error)
 

@@ -25,6 +25,7 @@ def test_engine_imports_and_runs_without_ipywidgets_or_bqplot() -> None:
         from lr_widget import engine, result, suggestions, schedules, smoothing, state, batches
         from lr_widget import repeats, repeated, spread, compare, curvature, demo, settings
         from lr_widget import plotting, sweep_result, validation, axes, style, jsonfile
+        from lr_widget import find, stepping, checks, recording, distributed, scaling
         from lr_widget import find_lr_repeated, Comparison, estimate_curvature
 
         model = torch.nn.Linear(3, 2)

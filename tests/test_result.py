@@ -14,6 +14,7 @@ import pytest
 from lr_widget import RangeTestResult, StopReason, find_lr, load_result
 from lr_widget.jsonfile import DocumentError
 from lr_widget.smoothing import debiased_ema
+from lr_widget.suggestions import CURVE_READ
 from tests.helpers import make_batches, make_classifier
 
 
@@ -114,7 +115,8 @@ def test_repr_reads_as_a_summary() -> None:
 def test_summary_lists_every_rule_and_marks_the_default() -> None:
     result = find_lr(make_classifier(), make_batches(), num_steps=60)
     lines = result.summary().splitlines()
-    assert len(lines) == 1 + len(result.suggestions())
+    assert len(lines) == 2 + len(result.suggestions())
+    assert lines[1] == f"   rules read {CURVE_READ}"
     assert sum(line.startswith(" * ") for line in lines) == 1
 
 

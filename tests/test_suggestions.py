@@ -15,7 +15,9 @@ from numpy.typing import ArrayLike
 from lr_widget.suggestions import (
     DEFAULT_RULE,
     MIN_USABLE_POINTS,
+    REGISTRY,
     RULES,
+    SCHEDULE_RULES,
     SLIDE_WINDOW,
     Suggestion,
     longest_decreasing_subsequence,
@@ -244,7 +246,7 @@ def test_indices_refer_to_the_untrimmed_arrays(rule: str) -> None:
 
     assert result.index is not None
     assert result.loss == losses[result.index]
-    if rule not in ("minimum", "consensus"):
+    if rule not in ("minimum", "minimum_third", "minimum_half", "consensus", "steep_minimum"):
         assert result.lr == LRS[result.index]
 
 
@@ -365,11 +367,14 @@ def test_bad_arrays_raise_naming_the_argument(
         suggest_steep(lrs, losses)
 
 
-def test_default_rule_is_the_consensus_of_the_others() -> None:
+def test_default_rule_is_a_third_of_the_minimum_and_one_cycle_reads_half() -> None:
     losses = drop_then_blow_up()
 
-    assert DEFAULT_RULE == "consensus"
-    assert suggest(LRS, losses) == suggest_consensus(LRS, losses)
+    assert DEFAULT_RULE == "minimum_third" == SCHEDULE_RULES["constant"]
+    assert SCHEDULE_RULES["one-cycle"] == "minimum_half"
+    lowest = LRS[10 + int(np.argmin(losses[10:-5]))]
+    assert suggest(LRS, losses).lr == pytest.approx(lowest / 3)
+    assert suggest(LRS, losses, "minimum_half").lr == pytest.approx(lowest / 2)
 
 
 def test_consensus_is_the_median_in_log_lr_of_the_rules_that_answer() -> None:
@@ -407,7 +412,8 @@ def test_suggest_all_equals_each_rule_alone() -> None:
 
     results = suggest_all(LRS, losses)
 
-    assert list(results) == ["steep", "valley", "minimum", "slide", "consensus"]
+    assert list(results) == list(REGISTRY)
+    assert {"steep", "valley", "minimum", "slide", "consensus"} <= set(results)
     assert results == {name: rule(LRS, losses) for name, rule in RULES.items()}
 
 

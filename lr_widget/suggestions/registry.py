@@ -1,0 +1,174 @@
+"""The one registry of suggestion rules, the default, and the rule for each target schedule.
+
+Every rule is registered once, as a :class:`Rule` (name, body, one-line description), in
+:data:`REGISTRY`; :data:`RULES` maps each name to its public ``(lrs, losses) -> Suggestion``
+function. :data:`DEFAULT_RULE` and :data:`SCHEDULE_RULES` were chosen by the quality benchmark
+(``benchmarks/RESULTS.md``): by cross-validation over its development tasks, then checked on
+held-out ones.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from numpy.typing import ArrayLike
+
+from lr_widget.smoothing import LAG_FREE_WIDTH
+from lr_widget.suggestions import rules
+from lr_widget.suggestions.curve import Curve, Suggestion, no_answer, prepare
+
+__all__ = [
+    "CURVE_READ",
+    "DEFAULT_RULE",
+    "REGISTRY",
+    "RULES",
+    "SCHEDULES",
+    "SCHEDULE_RULES",
+    "Rule",
+    "SuggestionSource",
+    "rule_for_schedule",
+    "suggest",
+    "suggest_all",
+]
+
+CURVE_READ = (
+    f"the lag-free curve (robust local linear fit in log LR, {LAG_FREE_WIDTH:g} decades wide, "
+    "blow-up cut)"
+)
+"""Which curve the rules read, in words, for ``summary()`` and the widget."""
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One suggestion rule: its name, what it computes on a prepared curve, and a description."""
+
+    name: str
+    body: Callable[[Curve], Suggestion]
+    description: str
+
+    def __call__(self, lrs: ArrayLike, losses: ArrayLike) -> Suggestion:
+        """Apply the rule to a curve (validated and prepared first)."""
+        return self.apply(prepare(lrs, losses))
+
+    def apply(self, curve: Curve | str) -> Suggestion:
+        """Apply the rule to a prepared curve, or report why there is none (a ``str``)."""
+        return no_answer(self.name, curve) if isinstance(curve, str) else self.body(curve)
+
+
+REGISTRY: dict[str, Rule] = {
+    rule.name: rule
+    for rule in (
+        Rule("steep", rules.steep, "where the loss falls fastest per decade of LR"),
+        Rule("valley", rules.valley, "half way into the longest decreasing run (fastai)"),
+        Rule("minimum", rules.minimum, "a tenth of the LR of the lowest loss"),
+        Rule(
+            "minimum_third",
+            rules.minimum_over(3, "minimum_third"),
+            "a third of the LR of the lowest loss (the default, for training at constant LR)",
+        ),
+        Rule(
+            "minimum_half",
+            rules.minimum_over(2, "minimum_half"),
+            "half the LR of the lowest loss (for the peak of a one-cycle schedule)",
+        ),
+        Rule("slide", rules.slide, "where the slope settles (fastai's slide, scaled)"),
+        Rule("consensus", rules.consensus, "median in log LR of steep, valley, minimum and slide"),
+        Rule(
+            "steep_minimum",
+            rules.geometric_mean_of("steep_minimum", (rules.steep, rules.minimum)),
+            "geometric mean of steep and minimum",
+        ),
+    )
+}
+"""Every rule, by name, in display order."""
+
+RULES: dict[str, Callable[[ArrayLike, ArrayLike], Suggestion]] = {
+    name: rule.__call__ for name, rule in REGISTRY.items()
+}
+"""Every rule's ``(lrs, losses) -> Suggestion`` function, by name (the order of the registry)."""
+
+DEFAULT_RULE = "minimum_third"
+"""The rule ``result.suggestion`` uses: the leave-one-task-out pick over the quality
+benchmark's development tasks, for training at constant LR."""
+
+SCHEDULES = ("constant", "one-cycle")
+"""The target schedules a suggestion can be for: training at constant LR, or with the LR as the
+peak of a one-cycle (or warm-up + cosine) schedule."""
+
+SCHEDULE_RULES: dict[str, str] = {"constant": DEFAULT_RULE, "one-cycle": "minimum_half"}
+"""The rule to read for each target schedule, each the development tasks' pick for it: the best
+peak LR of a one-cycle schedule lies higher than the best constant LR."""
+
+
+def rule_for_schedule(schedule: str) -> str:
+    """The rule of :data:`SCHEDULE_RULES` for ``schedule``.
+
+    >>> rule_for_schedule("constant") == SCHEDULE_RULES["constant"]
+    True
+    """
+    if schedule not in SCHEDULE_RULES:
+        raise ValueError(f"schedule must be one of {list(SCHEDULE_RULES)}, got {schedule!r}")
+    return SCHEDULE_RULES[schedule]
+
+
+def suggest(lrs: ArrayLike, losses: ArrayLike, rule: str = DEFAULT_RULE) -> Suggestion:
+    """Apply the rule named ``rule`` (one of ``RULES``) to the curve.
+
+    Raises
+    ------
+    ValueError
+        If ``rule`` is not a key of ``RULES``, or the arrays are invalid.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> lrs = np.logspace(-5, -1, 50)
+    >>> losses = 2.0 - np.tanh(np.log10(lrs) + 3)
+    >>> suggest(lrs, losses, rule="steep").ok
+    True
+    """
+    if rule not in REGISTRY:
+        raise ValueError(f"rule must be one of {sorted(REGISTRY)}, got {rule!r}")
+    return REGISTRY[rule](lrs, losses)
+
+
+def suggest_all(lrs: ArrayLike, losses: ArrayLike) -> dict[str, Suggestion]:
+    """Apply every rule in ``RULES`` to the curve, preparing it once.
+
+    Returns
+    -------
+    dict of str to Suggestion
+        Keyed by rule name, in the order of ``RULES``.
+    """
+    curve = prepare(lrs, losses)
+    return {name: rule.apply(curve) for name, rule in REGISTRY.items()}
+
+
+class SuggestionSource:
+    """Mixin: every rule's suggestion, the default one and the one for each target schedule, from
+    the subclass's ``suggest(rule)`` (a single sweep's curve, or the robust pick over repeated
+    sweeps)."""
+
+    def suggest(self, rule: str = DEFAULT_RULE) -> Suggestion:
+        """The suggestion of ``rule`` (one of :data:`RULES`)."""
+        raise NotImplementedError
+
+    def suggestions(self) -> dict[str, Suggestion]:
+        """Every rule's suggestion, by rule name, in the order of :data:`RULES`."""
+        return {rule: self.suggest(rule) for rule in RULES}
+
+    def suggestion_for(self, schedule: str) -> Suggestion:
+        """The suggestion to take when training with ``schedule``: ``"constant"`` LR, or
+        ``"one-cycle"`` (the LR is then the schedule's peak); see :data:`SCHEDULE_RULES`."""
+        return self.suggest(rule_for_schedule(schedule))
+
+    @property
+    def suggestion(self) -> Suggestion:
+        """The default rule's suggestion."""
+        return self.suggest(DEFAULT_RULE)
+
+    @property
+    def suggested_lr(self) -> float | None:
+        """The default suggestion's LR, or ``None`` when there is no answer (see its reason)."""
+        return self.suggestion.lr
