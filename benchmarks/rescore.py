@@ -1,11 +1,12 @@
-"""Score every rule, anchor and option offline from the quality cache, in about a minute.
+"""Score every rule, anchor and option offline from the quality cache, in seconds.
 
 ``python -m benchmarks.rescore`` reads ``results/quality-cache.json`` (written once by
-:mod:`benchmarks.quality_cache`), and writes ``results/quality-rescored.json`` and a markdown
-report ``results/quality-rescored.md``. No training happens here: a method's pick ``lr`` with
-seed ``s`` is scored by interpolating, linearly in ``log10(lr)``, seed ``s``'s validation scores
-on the ground-truth grid (four LRs per decade; outside the grid the end value holds). A rule's
-regret on a task is its mean score over seeds divided by the best mean on the grid, minus one.
+:mod:`benchmarks.quality_cache`), writes ``results/quality-rescored.json`` and regenerates
+``RESULTS.md`` (its suggestion-quality section) from it. No training happens here: a method's
+pick ``lr`` with seed ``s`` is scored by interpolating, linearly in ``log10(lr)``, seed ``s``'s
+validation scores on the ground-truth grid (four LRs per decade; outside the grid the end value
+holds). A rule's regret on a task is its mean score over seeds divided by the best mean on the
+grid, minus one.
 
 lr_widget's rules run through the library itself (``RangeTestResult.suggest`` reads the lag-free
 curve; ``RepeatedRangeTest`` for the repeats), on the raw sweeps in the cache. The confirmation
@@ -159,6 +160,7 @@ def anchor_picks(cache: dict[str, Any], task: str) -> dict[str, Picks]:
 # -- scoring ------------------------------------------------------------------------------------
 def score_methods(cache: dict[str, Any], schedule: str) -> dict[str, Any]:
     """Per task: best LR, and every method's regret and picks, for ``schedule``."""
+    from lr_widget.confirm import CONFIRM_RULE
     from lr_widget.suggestions import DEFAULT_RULE
 
     tasks = [
@@ -170,7 +172,7 @@ def score_methods(cache: dict[str, Any], schedule: str) -> dict[str, Any]:
     for task in tasks:
         truth = TaskTruth(cache, task, schedule)
         picks = lr_widget_picks(cache, task) | anchor_picks(cache, task)
-        for rule in (DEFAULT_RULE, "minimum", "minimum_third", "steep_minimum"):
+        for rule in dict.fromkeys((CONFIRM_RULE, DEFAULT_RULE, "minimum_third", "steep_minimum")):
             if rule in picks:
                 picks[f"{rule} + confirm"] = confirm_picks(truth, picks[rule], False)
                 picks[f"{rule} + confirm if decisive"] = confirm_picks(truth, picks[rule], True)
@@ -222,6 +224,10 @@ def _is_single_sweep_rule(name: str) -> bool:
                                              "torch-lr", "repeats", "confirm", "EMA"))  # fmt: skip
 
 
+def _is_plain_confirmation(name: str) -> bool:
+    return name.endswith(" + confirm")
+
+
 def report(cache: dict[str, Any]) -> dict[str, Any]:
     document: dict[str, Any] = {
         "dev_tasks": list(DEV_TASKS),
@@ -235,6 +241,7 @@ def report(cache: dict[str, Any]) -> dict[str, Any]:
             "held_out": summarise(scored, HELD_OUT_TASKS),
             "all": summarise(scored, list(scored)),
             "selection": leave_one_out(scored, DEV_TASKS, _is_single_sweep_rule),
+            "confirm_selection": leave_one_out(scored, DEV_TASKS, _is_plain_confirmation),
         }
     return document
 
@@ -266,9 +273,11 @@ def markdown(document: dict[str, Any], methods: Sequence[str] | None = None) -> 
 
 
 def _default_and_anchors(document: dict[str, Any]) -> list[tuple[str, str]]:
+    from lr_widget.confirm import CONFIRM_RULE
     from lr_widget.suggestions import DEFAULT_RULE, SCHEDULE_RULES
 
     rows = [("constant", DEFAULT_RULE), ("one-cycle", SCHEDULE_RULES["one-cycle"])]
+    rows.append(("constant", f"{CONFIRM_RULE} + confirm"))  # find_lr(confirm=True)
     return rows + [("constant", anchor) for anchor in ANCHOR_DEFAULTS]
 
 
@@ -287,6 +296,9 @@ def rescored_headline(document: dict[str, Any]) -> list[str]:
 def rescored_section(document: dict[str, Any]) -> str:
     """The RESULTS.md section: method, split, and every method's scores."""
     constant = document["constant"]
+    confirm_pick = constant["confirm_selection"]["pick"]
+    confirm_chosen = constant["confirm_selection"]["chosen_per_fold"]
+    confirm_folds = sum(chosen == confirm_pick for chosen in confirm_chosen.values())
     intro = [
         "## Suggestion quality (20 tasks, scored offline from the cache)",
         "",
@@ -306,6 +318,14 @@ def rescored_section(document: dict[str, Any]) -> str:
         "",
         f"Leave-one-task-out over the development tasks chose `{constant['selection']['pick']}` "
         f"for constant LR and `{document['one-cycle']['selection']['pick']}` for one-cycle.",
+        "",
+        "`find_lr(confirm=True)` trains three 30-step probes (90 steps) at 1/3, 1 and 3 times "
+        "a rule's LR and takes the lowest; `rule + confirm` scores it around `rule`, `... if "
+        "decisive` keeps the rule's LR unless the winner's margin is over twice the noise. Its "
+        f"centre, `{confirm_pick.removesuffix(' + confirm')}`, is the best centre on the "
+        f"development tasks, chosen in {confirm_folds} of {len(confirm_chosen)} "
+        "leave-one-task-out folds (cross-validated geo-mean "
+        f"x{constant['confirm_selection']['cv_geo_mean']:.3f}).",
         "",
     ]
     return "\n".join(intro) + markdown(document)

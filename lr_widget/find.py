@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any, overload
 
 import torch
 
 from lr_widget.batches import LossFn
+from lr_widget.confirm import CONFIRM_OPTIONS, CONFIRM_RULE, check_probe_options, confirm_lr
 from lr_widget.distributed import is_main_process
 from lr_widget.engine import LRFinder
 from lr_widget.recording import StepCallback
@@ -24,6 +25,7 @@ from lr_widget.repeated import RepeatedRangeTest
 from lr_widget.repeats import RepeatCallback, RepeatedSweep
 from lr_widget.result import RangeTestResult
 from lr_widget.sweep_result import SweepResult
+from lr_widget.validation import ArgumentTypeError
 
 __all__ = ["find_lr"]
 
@@ -43,6 +45,7 @@ def find_lr(
     stop_event: threading.Event | None = None,
     save_to: str | os.PathLike[str] | None = None,
     repeats: None = None,
+    confirm: bool | Mapping[str, Any] = False,
     **options: Any,
 ) -> RangeTestResult: ...
 
@@ -63,6 +66,7 @@ def find_lr(
     save_to: str | os.PathLike[str] | None = None,
     repeats: int,
     seed: int = 0,
+    confirm: bool | Mapping[str, Any] = False,
     **options: Any,
 ) -> RepeatedRangeTest: ...
 
@@ -81,6 +85,7 @@ def find_lr(
     stop_event: threading.Event | None = None,
     save_to: str | os.PathLike[str] | None = None,
     repeats: int | None = None,
+    confirm: bool | Mapping[str, Any] = False,
     **options: Any,
 ) -> RangeTestResult | RepeatedRangeTest:
     """Run an LR range test on ``model`` and return its :class:`RangeTestResult`.
@@ -121,6 +126,14 @@ def find_lr(
         0), and return the :class:`~lr_widget.repeated.RepeatedRangeTest` of the runs and their
         noise band (see :class:`~lr_widget.repeats.RepeatedSweep`); the callback then receives
         :class:`~lr_widget.repeats.RepeatStepEvent`\\ s.
+    confirm
+        ``True`` (or a dict of :func:`~lr_widget.confirm.confirm_lr` options: ``factors``,
+        ``steps``, ``tail``): after the sweep, train short probes at 1/3, 1 and 3 times the
+        ``minimum`` rule's LR (:data:`~lr_widget.confirm.CONFIRM_RULE`) from the restored state
+        (restored again after each) and keep what they found in ``result.confirmation`` (also
+        saved, in ``metadata["confirmation"]``); ``result.confirmation.winner`` is the LR to
+        take. It costs ``steps`` (30) steps per probe; nothing is probed when that rule has no
+        answer.
     **options
         ``val_data``, ``step_fn``, ``grad_scaler`` (a ``GradScaler``, or ``True`` for a new one),
         ``scheduler`` (an LR scheduler attached to the optimizer: its state is snapshotted and
@@ -152,6 +165,7 @@ def find_lr(
     >>> len(repeated.runs), repeated.seeds
     (2, [0, 1])
     """
+    confirm_options = _confirm_options(confirm)
     sweep: dict[str, Any] = {
         "start_lr": start_lr,
         "end_lr": end_lr,
@@ -169,7 +183,33 @@ def find_lr(
             model, train_data, loss_fn, optimizer, repeats=repeats, **sweep, **options
         )
         result = repeated.run(callback, stop_event)
+        finder = repeated.finder
+    centre = result.suggest(CONFIRM_RULE).lr if confirm_options is not None else None
+    if confirm_options is not None and centre is not None:
+        confirmation = confirm_lr(
+            model, train_data, centre, loss_fn, finder.optimizer,
+            step_fn=options.get("step_fn"), **confirm_options,
+        )  # fmt: skip
+        result.metadata["confirmation"] = confirmation.to_dict()
     if save_to is not None and is_main_process():
         result.save(save_to)
     assert isinstance(result, (RangeTestResult, RepeatedRangeTest))
     return result
+
+
+def _confirm_options(confirm: bool | Mapping[str, Any]) -> dict[str, Any] | None:
+    """``confirm=`` as ``confirm_lr`` options, or ``None`` for no confirmation; checked before
+    anything runs."""
+    if isinstance(confirm, bool):
+        return {} if confirm else None
+    if not isinstance(confirm, Mapping):
+        raise ArgumentTypeError(
+            f"confirm must be True, False or a dict of confirm_lr options, got {confirm!r}"
+        )
+    unknown = set(confirm) - CONFIRM_OPTIONS
+    if unknown:
+        raise ValueError(
+            f"confirm got unknown options {sorted(unknown)}; known: {sorted(CONFIRM_OPTIONS)}"
+        )
+    check_probe_options(**confirm)
+    return dict(confirm)

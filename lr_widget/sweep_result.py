@@ -30,6 +30,7 @@ from lr_widget.suggestions import SuggestionSource
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
 
+    from lr_widget.confirm import Confirmation
     from lr_widget.result import RangeTestResult
 
 __all__ = ["SweepResult", "write_csv"]
@@ -70,6 +71,14 @@ class SweepResult(SuggestionSource, JsonDocument, ABC):
         @property
         def error(self) -> str | None:
             """``"ExceptionType: message"`` when a run ended in an error."""
+
+        @property
+        def raw_curve(self) -> FloatArray:
+            """The raw losses the rules start from (a repeated result's: the per-step median)."""
+
+        @property
+        def lag_free_curve(self) -> FloatArray:
+            """The zero-phase fit of :attr:`raw_curve` that every rule reads."""
 
     @abstractmethod
     def with_beta(self, beta: float) -> Self:
@@ -117,6 +126,15 @@ class SweepResult(SuggestionSource, JsonDocument, ABC):
     def total_steps(self) -> int:
         """Steps recorded over all runs."""
         return sum(run.num_steps for run in self.runs)
+
+    @property
+    def confirmation(self) -> Confirmation | None:
+        """What ``find_lr(..., confirm=True)`` found by training probes around the suggested
+        LR (saved in ``metadata["confirmation"]``), or ``None``."""
+        from lr_widget.confirm import Confirmation  # it trains: torch only when asked
+
+        saved = self.metadata.get("confirmation")
+        return None if saved is None else Confirmation.from_dict(saved)
 
     @property
     @abstractmethod

@@ -73,3 +73,50 @@ def test_find_lr_is_importable_from_its_old_home() -> None:
     from lr_widget.engine import find_lr as old
 
     assert old is find_lr
+
+
+def test_find_lr_confirm_probes_the_confirm_rule_restores_and_saves(tmp_path: Any) -> None:
+    import torch
+
+    from lr_widget import RangeTestResult, find_lr
+    from lr_widget.confirm import CONFIRM_RULE
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(4, 16), torch.nn.ReLU(), torch.nn.Linear(16, 3))
+    data = [(torch.randn(32, 4), torch.randint(0, 3, (32,))) for _ in range(8)]
+    before = {name: value.clone() for name, value in model.state_dict().items()}
+    result = find_lr(model, data, num_steps=40, start_lr=1e-5, end_lr=1.0, confirm={"steps": 6})
+    assert all(torch.equal(before[name], value) for name, value in model.state_dict().items())
+    confirmation = result.confirmation
+    assert confirmation is not None
+    centre = result.suggest(CONFIRM_RULE).lr
+    assert centre is not None
+    assert centre != result.suggested_lr  # the probes centre on the confirm rule, not the default
+    assert confirmation.suggested_lr == centre
+    assert [probe.factor for probe in confirmation.probes] == [1 / 3, 1.0, 3.0]
+    assert confirmation.steps == 18
+    path = tmp_path / "confirmed.json"
+    result.save(path)
+    assert RangeTestResult.load(path).confirmation == confirmation
+    assert find_lr(model, data, num_steps=20).confirmation is None
+
+
+def test_find_lr_confirm_options_are_checked_before_the_sweep() -> None:
+    import torch
+
+    from lr_widget import find_lr
+
+    model = torch.nn.Linear(4, 3)
+    data = [(torch.randn(8, 4), torch.randint(0, 3, (8,)))]
+    before = {name: value.clone() for name, value in model.state_dict().items()}
+    calls: list[object] = []
+    for bad, error, match in (
+        ({"steps": 2}, ValueError, "steps must be an integer >= 4"),
+        ({"speed": 1}, ValueError, r"unknown options \['speed'\]"),
+        ("yes", TypeError, "confirm must be True, False or a dict"),
+        ({"factors": [1.0]}, ValueError, "factors must hold at least two"),
+    ):
+        with pytest.raises(error, match=match):
+            find_lr(model, data, num_steps=5, confirm=bad, callback=calls.append)
+    assert calls == []  # no step ran
+    assert all(torch.equal(before[name], value) for name, value in model.state_dict().items())
