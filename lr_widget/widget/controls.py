@@ -25,6 +25,7 @@ from lr_widget.spread import Bump, SuggestionSpread
 from lr_widget.suggestions import DEFAULT_RULE, Suggestion
 
 __all__ = [
+    "CONFIRM_BUTTON",
     "CURVATURE_CLASS",
     "ERROR_COLOR",
     "RANGE_BUTTON",
@@ -41,6 +42,7 @@ SPREAD_CLASS = "lr-widget-spread"
 RANGE_CLASS = "lr-widget-range"
 CURVATURE_CLASS = "lr-widget-curvature"
 RANGE_BUTTON = "Select range"
+CONFIRM_BUTTON = "Confirm"
 ERROR_COLOR = "#c62828"
 
 _SLIDER_STYLE = {"description_width": "70px"}
@@ -125,6 +127,13 @@ class Controls:
             rule: ipywidgets.Button(description=rule, disabled=True, layout={"width": "auto"})
             for rule in rules
         }
+        self.confirm_button = ipywidgets.Button(
+            description=CONFIRM_BUTTON,
+            icon="check",
+            disabled=True,
+            tooltip="train short probes at 1/3, 1 and 3 times the selected LR (else the default "
+            "suggestion) from the same weights, restored after each; a clear winner is selected",
+        )
         self.status = ipywidgets.HTML(value="")
         self.status.add_class(STATUS_CLASS)
         self.keep_button = ipywidgets.Button(
@@ -151,7 +160,12 @@ class Controls:
         """The control rows, top to bottom."""
         return [
             ipywidgets.HBox(
-                [self.selection_label, ipywidgets.Label("suggestions:"), *self._buttons()],
+                [
+                    self.selection_label,
+                    ipywidgets.Label("suggestions:"),
+                    *self._buttons(),
+                    self.confirm_button,
+                ],
                 layout={"align_items": "center", "flex_flow": "row wrap"},
             ),
             self.spread_label,
@@ -190,6 +204,7 @@ class Controls:
         for slider in (self.start_lr, self.end_lr, self.num_steps):
             slider.disabled = running or not can_run
         self.keep_button.disabled = running or not can_keep
+        self.confirm_button.disabled = running or not (can_run and can_keep)
         if running:
             for button in self.suggestion_buttons.values():
                 button.disabled = True

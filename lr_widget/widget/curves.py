@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from numpy.typing import NDArray
@@ -17,17 +17,20 @@ FloatArray = NDArray[np.float64]
 
 @dataclass(frozen=True)
 class Curves:
-    """Raw and smoothed losses (and validation losses) of one run, smoothed with one ``beta``."""
+    """Raw and smoothed losses (and validation losses) of one run, smoothed with one ``beta``,
+    and, once the run has ended, the lag-free fit the suggestion rules read."""
 
     lrs: FloatArray
     losses: FloatArray
     smoothed: FloatArray
     val_losses: FloatArray | None = None
     smoothed_val: FloatArray | None = None
+    fitted: FloatArray | None = None
 
     @classmethod
-    def of(cls, result: RangeTestResult, beta: float) -> Curves:
-        """Snapshot ``result`` smoothed with ``beta``.
+    def of(cls, result: RangeTestResult, beta: float, *, fitted: bool = False) -> Curves:
+        """Snapshot ``result`` smoothed with ``beta``; ``fitted`` adds its lag-free fit
+        (:attr:`~lr_widget.result.RangeTestResult.lag_free_curve`: for a run that has ended).
 
         Safe to call from another thread while the engine appends: it reads the common prefix.
         """
@@ -44,7 +47,13 @@ class Curves:
             smoothed=debiased_ema(losses, beta),
             val_losses=val,
             smoothed_val=None if val is None else debiased_ema(val, beta),
+            fitted=result.lag_free_curve[:count] if fitted else None,
         )
+
+    def with_fit(self, run: RangeTestResult) -> Curves:
+        """These curves with the lag-free fit of ``run``, the run they were drawn from, once it
+        has ended."""
+        return replace(self, fitted=run.lag_free_curve[: self.lrs.size])
 
     @classmethod
     def empty(cls) -> Curves:
@@ -53,9 +62,17 @@ class Curves:
         return cls(nothing, nothing, nothing)
 
     @property
-    def curve(self) -> FloatArray:
-        """The series the suggestions read (smoothed validation loss if measured)."""
+    def ema(self) -> FloatArray:
+        """The live view's smoothed series (validation loss if measured)."""
         return self.smoothed if self.smoothed_val is None else self.smoothed_val
+
+    @property
+    def curve(self) -> FloatArray:
+        """The main series, the one hover points sit on: the lag-free fit where it is defined
+        (it ends at the blow-up), else the live view's smoothed series."""
+        if self.fitted is None:
+            return self.ema
+        return np.where(np.isfinite(self.fitted), self.fitted, self.ema)
 
     @property
     def raw(self) -> FloatArray:

@@ -15,6 +15,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from lr_widget.axes import nearest_index
+from lr_widget.confirm import Confirmation
 from lr_widget.curvature import CurvatureEstimate
 from lr_widget.engine import StepEvent
 from lr_widget.repeated import RepeatedRangeTest
@@ -48,6 +49,7 @@ class SweepDisplay:
         self.controls = controls
         self.optimizer_note = optimizer_note
         self._drawn_beta: float | None = None  # the beta of the single-run curves drawn
+        self._fit_drawn = False  # whether they include the lag-free fit (not while sweeping)
         self._live = LiveCurves()  # the sweep thread's
 
     def status(self, text: str, *, error: bool = False) -> None:
@@ -73,7 +75,7 @@ class SweepDisplay:
         """Draw the current run so far and the progress line."""
         if run is not None:
             self.plot.draw_curves(self._live.update(run, beta))
-            self._drawn_beta = beta
+            self._drawn_beta, self._fit_drawn = beta, False
         if event is not None:
             self.controls.show_progress(event)
 
@@ -93,19 +95,27 @@ class SweepDisplay:
     # -- main thread ------------------------------------------------------------------------
     def show_result(self, shown: Shown, *, redraw: bool = True) -> None:
         """Draw ``shown`` as the main curve (a band and its median for repeated runs; a
-        repeated result without a finished run leaves the live run's curve as it is) and its
-        suggestions. ``redraw=False`` keeps single-run curves already drawn with its beta."""
+        repeated result without a finished run leaves the live run's curve as it is), the
+        lag-free fit its rules read, and its suggestions. ``redraw=False`` keeps single-run
+        curves already drawn with its beta and only adds the fit (the end of a sweep)."""
         result = shown.result
         if result.is_repeated:
             if result.runs:
                 band = result.band()
                 self.plot.clear_curves()
                 self.plot.draw_band(band, shown.bumps, len(result.runs))
-                self.plot.draw_points(band.lrs, band.median)
+                self.plot.draw_fit(
+                    Curves(band.lrs, band.median, band.median, fitted=result.lag_free_curve)
+                )
         elif redraw or self._drawn_beta != result.beta:
             self.plot.draw_band(None)
-            self.plot.draw_curves(Curves.of(result.runs[0], result.beta))
-            self._drawn_beta = result.beta
+            self.plot.draw_curves(Curves.of(result.runs[0], result.beta, fitted=True))
+            self._drawn_beta, self._fit_drawn = result.beta, True
+        elif not self._fit_drawn:
+            self.plot.draw_fit(
+                self._live.update(result.runs[0], result.beta).with_fit(result.runs[0])
+            )
+            self._fit_drawn = True
         self.show_suggestions(shown)
 
     def show_suggestions(self, shown: Shown | None) -> None:
@@ -125,6 +135,21 @@ class SweepDisplay:
             loss = float(curve[1][nearest_index(curve[0], lr)])
         self.plot.show_selection(lr, loss)
         self.controls.show_selection(lr, loss)
+
+    def confirm_started(self, lr: float) -> None:
+        """The controls and status while confirmation probes train (main thread)."""
+        self.controls.set_running(True)
+        self.controls.stop_button.disabled = True  # Stop stops sweeps; the probes are short
+        self.status(f"confirming {lr:.2g}: short training probes around it…")
+
+    def confirm_finished(
+        self, confirmation: Confirmation | None, error: BaseException | None
+    ) -> None:
+        """What the probes found, or why they failed (main thread)."""
+        if confirmation is None:
+            self.status(f"confirmation failed: {type(error).__name__}: {error}", error=True)
+        else:
+            self.status(f"{confirmation.reason} ({confirmation.steps} probe steps; restored)")
 
     def show_kept(self, bands: Mapping[str, NoiseBand], *, sweeping: bool) -> None:
         """Draw the kept results (not the primary one); refit y unless a sweep owns it."""

@@ -12,6 +12,7 @@ import contextlib
 from collections.abc import Callable
 from typing import Any, Protocol
 
+from lr_widget.confirm import Confirmation
 from lr_widget.curvature import CurvatureEstimate
 from lr_widget.widget.display import SweepDisplay
 from lr_widget.widget.selection import Selection
@@ -35,6 +36,9 @@ class WidgetActions(Protocol):
 
     def clear_kept(self) -> None:
         """Remove the kept results."""
+
+    def confirm(self, lr: float | None = None) -> bool:
+        """Confirm the selected LR with short training probes."""
 
 
 class BrowserEvents:
@@ -69,6 +73,7 @@ class BrowserEvents:
         controls.stop_button.on_click(lambda _button: actions.stop())
         controls.keep_button.on_click(lambda _button: self.guarded(actions.keep))
         controls.clear_button.on_click(lambda _button: actions.clear_kept())
+        controls.confirm_button.on_click(lambda _button: self.guarded(actions.confirm))
         for rule, button in controls.suggestion_buttons.items():
             button.on_click(lambda _button, rule=rule: self._suggestion_clicked(rule))
         controls.range_button.observe(self._range_mode_changed, names="value")
@@ -95,6 +100,16 @@ class BrowserEvents:
         if not self._is_closed():
             self.display.set_idle(self.session)
         self.guarded(lambda: self.targets.sweep_ended(self.selection.lr))
+
+    def confirmed(self, confirmation: Confirmation | None, error: BaseException | None) -> None:
+        """The probes ended: say what they found; a decisive winner becomes the selection."""
+        if self._is_closed():
+            return
+        self.display.confirm_finished(confirmation, error)
+        self.display.set_idle(self.session)
+        if confirmation is not None and confirmation.decisive:
+            winner = confirmation.winner
+            self.guarded(lambda: setattr(self.selection, "lr", winner))
 
     def curvature(self, estimate: CurvatureEstimate | None, note: str) -> None:
         """Keep and draw the curvature estimate (or why there is none)."""

@@ -25,6 +25,8 @@ from lr_widget.curvature import CurvatureEstimate
 from lr_widget.spread import Bump, NoiseBand, SuggestionSpread
 from lr_widget.style import (
     BAND_COLOR,
+    EMA_OPACITY,
+    FIT_LABEL,
     LOSS_COLOR,
     RAW_COLOR,
     RAW_OPACITY,
@@ -75,7 +77,9 @@ class LossPlot:
         self.loss_line = _line(scales, LOSS_COLOR, "loss (smoothed)", width=2)
         self.raw_val_line = _line(scales, RAW_COLOR, "val loss (raw)", width=1, opacity=RAW_OPACITY)
         self.val_line = _line(scales, VAL_COLOR, "val loss (smoothed)", width=2)
-        for line in (self.raw_val_line, self.val_line):
+        # Once a run has ended: the zero-phase fit the rules read, over the EMA (which lags).
+        self.fit_line = _line(scales, LOSS_COLOR, FIT_LABEL, width=2.5)
+        for line in (self.raw_val_line, self.val_line, self.fit_line):
             line.visible = line.display_legend = False
         self.suggestion_marks = {rule: _suggestion_mark(scales, rule) for rule in rules}
         self.band = NoiseBandMarks(scales, BAND_COLOR)
@@ -137,6 +141,7 @@ class LossPlot:
             *self.band.marks_above(),
             self.loss_line,
             self.val_line,
+            self.fit_line,
             *self.curvature.marks(),
             *self.spread_bars.marks(),
             *self.suggestion_marks.values(),
@@ -266,15 +271,44 @@ class LossPlot:
         for line in (self.raw_val_line, self.val_line):
             if line.visible != has_val:
                 line.visible = line.display_legend = has_val
+        self.draw_fit(curves)
+
+    def draw_fit(self, curves: Curves) -> None:
+        """Draw (or hide) the lag-free fit of the curves already drawn, with the hover points
+        on the main series and the y range refit: the end of a sweep adds only this."""
+        self._draw_fit(curves, has_val=curves.val_losses is not None)
         self.draw_points(curves.lrs, curves.curve)
         self._y_ranges["curves"] = robust_y_range(curves.curve, curves.raw)
         self._fit_y()
+
+    def _draw_fit(self, curves: Curves, has_val: bool) -> None:
+        """The lag-free fit over the EMA of the series it fits (hidden while a run grows); the
+        EMA it replaces as the main curve fades. Styles change only when the fit comes or goes."""
+        fitted = curves.fitted is not None
+        ema = self.val_line if has_val else self.loss_line
+        if curves.fitted is not None:
+            set_line(self.fit_line, curves.lrs, curves.fitted)
+        if self.fit_line.visible != fitted:
+            with self.fit_line.hold_sync():
+                if fitted:
+                    self.fit_line.colors = [VAL_COLOR if has_val else LOSS_COLOR]
+                    self.fit_line.labels = [f"val {FIT_LABEL}" if has_val else FIT_LABEL]
+                else:
+                    set_line(self.fit_line, np.zeros(0), np.zeros(0))
+                self.fit_line.visible = self.fit_line.display_legend = fitted
+        for line in (self.loss_line, self.val_line):
+            faded = fitted and line is ema
+            if (line.opacities == [EMA_OPACITY]) != faded:
+                with line.hold_sync():
+                    line.opacities = [EMA_OPACITY if faded else 1.0]
+                    line.line_style = "dashed" if faded else "solid"
 
     def clear_curves(self) -> None:
         """Empty the single-run lines (a repeated result shows its median instead)."""
         empty = np.zeros(0)
         for line in (self.raw_line, self.loss_line, self.raw_val_line, self.val_line):
             set_line(line, empty, empty)
+        self._draw_fit(Curves.empty(), has_val=False)
         self.raw_val_line.visible = self.raw_val_line.display_legend = False
         self.val_line.visible = self.val_line.display_legend = False
         self._y_ranges["curves"] = None

@@ -26,6 +26,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from lr_widget.compare import Comparison
+from lr_widget.confirm import Confirmation, confirm_lr
 from lr_widget.curvature import CurvatureEstimate, estimate_curvature
 from lr_widget.engine import LRFinder, StepCallback, StepEvent
 from lr_widget.repeated import RepeatedRangeTest
@@ -34,6 +35,8 @@ from lr_widget.result import RangeTestResult, SweepResult
 from lr_widget.settings import SweepSettings
 from lr_widget.spread import Bump, SuggestionSpread
 from lr_widget.suggestions import Suggestion
+from lr_widget.validation import require_lr
+from lr_widget.widget.probes import ConfirmDone, ProbeJob
 from lr_widget.widget.runner import MainThreadQueue, SweepRunner
 
 __all__ = ["Shown", "SweepSession", "SweepView"]
@@ -130,6 +133,8 @@ class SweepSession:
         self._run_before: RangeTestResult | None = None
         self._shown: tuple[tuple[int, float, int], Shown] | None = None
         self._sweep_started_at = 0.0
+        self.confirmation: Confirmation | None = None
+        self._probes = ProbeJob(self.main)
         self._runner = SweepRunner(
             self._sweep,
             on_start=self._on_start,
@@ -211,15 +216,28 @@ class SweepSession:
         shown = None if self._sweeping else self.shown()
         return Shown(RangeTestResult([], [])) if shown is None else shown
 
+    def suggested_lr(self, rule: str) -> float:
+        """``rule``'s LR in :meth:`settled`; ``ValueError`` (with the reason) without one."""
+        suggestion = self.settled().suggestions.get(rule)
+        if suggestion is None or suggestion.lr is None:
+            reason = "no sweep result" if suggestion is None else suggestion.reason
+            raise ValueError(f"the {rule} rule gives no LR to pick: {reason}")
+        return float(suggestion.lr)
+
     def shown_curve(self) -> tuple[FloatArray, FloatArray] | None:
-        """``(lrs, curve)`` of the main curve: the current run while sweeping (or while no run
-        of a repeated sweep has finished), else the shown result's."""
+        """``(lrs, curve)`` of the main curve: the current run's smoothed curve while sweeping
+        (or while no run of a repeated sweep has finished), else the shown result's lag-free
+        fit, the curve its rules read (its smoothed curve past the fit's end, the blow-up)."""
         result: SweepResult | None = self.live_run if self._sweeping else self.result
         if result is not None and not result.runs:
             result = self.live_run
         if result is None:
             return None
-        return result.with_beta(self._beta).shown_curve()
+        lrs, curve = result.with_beta(self._beta).shown_curve()
+        if self._sweeping:
+            return lrs, curve
+        fit = result.lag_free_curve
+        return lrs, np.where(np.isfinite(fit), fit, curve) if fit.size == curve.size else curve
 
     def recorded_lrs(self) -> FloatArray:
         """The LRs a selection may snap to: those of :meth:`shown_curve`."""
@@ -239,7 +257,7 @@ class SweepSession:
                 "this LRWidget shows a saved result and has no model to sweep; build one with "
                 "LRWidget(model, train_data, ...) to run"
             )
-        if self._sweeping:
+        if self._sweeping or self._probes.running:
             return False
         if self.view is None:
             raise RuntimeError("attach() a view before starting a sweep")
@@ -249,6 +267,42 @@ class SweepSession:
         self._run_before = self.finder.result
         self._runner.start()
         return True
+
+    @property
+    def confirming(self) -> bool:
+        """Whether confirmation probes are training (from :meth:`confirm` until they end)."""
+        return self._probes.running
+
+    def confirm(self, lr: float, on_done: ConfirmDone, **options: Any) -> bool:
+        """Train short probes around ``lr`` in a background thread
+        (:func:`~lr_widget.confirm.confirm_lr` with ``options``), keep the outcome in
+        :attr:`confirmation` and pass it to ``on_done`` in the main thread; ``False`` while a
+        sweep or other probes run. ``RuntimeError`` without a model."""
+        self.main.run_pending()
+        if self.finder is None:
+            raise RuntimeError("this LRWidget shows a saved result and has no model to train")
+        lr = require_lr("lr", lr)
+        if self._sweeping or self._probes.running:
+            return False
+        finder = self.finder
+        loss_fn, step_fn = self._curvature_inputs
+
+        def work() -> Confirmation:
+            return confirm_lr(
+                finder.model, finder.train_data, lr, loss_fn, finder.optimizer,
+                step_fn=step_fn, **options,
+            )  # fmt: skip
+
+        def done(confirmation: Confirmation | None, error: BaseException | None) -> None:
+            self.confirmation = confirmation
+            on_done(confirmation, error)
+
+        self.confirmation = None
+        return self._probes.start(work, done)
+
+    def join_probes(self, timeout: float | None = None) -> bool:
+        """Wait for the confirmation probes; ``True`` once they have ended (or none started)."""
+        return self._probes.join(timeout)
 
     def keep(self, label: str | None = None) -> str:
         """Copy the current result into :attr:`comparison` under ``label``; return the label.
@@ -275,6 +329,7 @@ class SweepSession:
     def close(self) -> None:
         """Stop any sweep, wait for it (the state is restored) and end the sweep thread."""
         self._runner.shutdown()
+        self._probes.join()  # short; it restores the state after every probe
         self.main.run_pending()
 
     def _view(self) -> SweepView:

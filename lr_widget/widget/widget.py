@@ -21,6 +21,7 @@ import traitlets
 
 from lr_widget.batches import LossFn
 from lr_widget.compare import Comparison
+from lr_widget.confirm import CONFIRM_RULE, Confirmation
 from lr_widget.curvature import CurvatureEstimate
 from lr_widget.result import SweepResult
 from lr_widget.spread import SuggestionSpread
@@ -68,11 +69,9 @@ class LRWidget(ipywidgets.VBox):
     result
         A result to show before any sweep (:meth:`from_result` uses it, without a model).
     repeats, seed
-        Run the sweep ``repeats`` times (:class:`~lr_widget.repeats.RepeatedSweep`, run ``i``
-        seeded ``seed + i``, default seed 0; give a shuffling DataLoader) and show the median
-        curve with the band of the runs' spread, growing run by run. :attr:`result` is then a
-        :class:`~lr_widget.RepeatedRangeTest`, the suggestions its robust picks with their
-        range, and every rise of the median that stands out of the band is marked "real rise".
+        Sweep ``repeats`` times (:class:`~lr_widget.repeats.RepeatedSweep`, run ``i`` seeded
+        ``seed + i``; give a shuffling DataLoader): the median curve in the band of the runs,
+        :attr:`result` a :class:`~lr_widget.RepeatedRangeTest`, robust picks, "real rise" marks.
     curvature
         ``True`` or a dict of :func:`~lr_widget.estimate_curvature` options: estimate the
         sharpness of the starting weights before the first sweep (in the sweep thread) and draw
@@ -83,7 +82,7 @@ class LRWidget(ipywidgets.VBox):
         An optimizer, and a notebook variable name, that receive every selected LR
         (:meth:`apply`); nothing is written unless asked.
     update_interval_s
-        Least time between two redraws during the sweep; the final state is always drawn.
+        Least time between two redraws during the sweep (the final state is always drawn).
     **engine_options
         The other :func:`~lr_widget.find_lr` options.
 
@@ -92,24 +91,17 @@ class LRWidget(ipywidgets.VBox):
     lr, lr_range
         The selected LR and LR range ``(low, high)`` (recorded LRs), or ``None``: observable
         traits (``w.observe(callback, "lr")``), linked to :attr:`selection`.
-    session
-        The sweeps, results, kept results and curvature, without widgets
-        (:class:`~lr_widget.widget.session.SweepSession`).
-    selection
-        The selected LR and range, snapped to the recorded LRs
-        (:class:`~lr_widget.widget.selection.Selection`).
-    finder
-        The engine (``None`` for a widget built from a saved result).
-    plot, controls
-        The figure and the control widgets (they only display).
+    session, selection
+        The sweeps and results without widgets (:class:`~.session.SweepSession`); the selected
+        LR and range snapped to the recorded LRs (:class:`~.selection.Selection`).
+    finder, plot, controls
+        The engine (``None`` for a saved result); the figure and controls (they only display).
 
     Notes
     -----
-    Clicks and Stop reach the kernel only while no cell is running: if another long cell runs
-    during a sweep, the curve keeps drawing but clicks and Stop wait for that cell. Leave the
-    model and optimizer alone while the sweep runs; :meth:`wait` blocks until it ends. Stop ends
-    the current run of a repeated sweep and starts no more. DOM hooks for browser tests and
-    custom CSS are listed in :mod:`lr_widget.widget`.
+    Clicks and Stop reach the kernel only while no cell runs (the curve keeps drawing). Leave
+    the model and optimizer alone while the sweep runs; :meth:`wait` blocks until it ends. DOM
+    hooks for browser tests and custom CSS are listed in :mod:`lr_widget.widget`.
 
     Examples
     --------
@@ -301,8 +293,8 @@ class LRWidget(ipywidgets.VBox):
         return started
 
     def stop(self) -> None:
-        """Stop the sweep after its current step (and, with repeats, start no further run); the
-        engine restores model and optimizer."""
+        """Stop after the current step (with repeats: start no further run); the engine
+        restores model and optimizer."""
         self.session.stop()  # first: whoever sees the Stop button disable may rely on it
         if self.session.sweeping:
             self.controls.stop_button.disabled = True
@@ -310,8 +302,8 @@ class LRWidget(ipywidgets.VBox):
     def wait(self, timeout: float | None = None) -> SweepResult | None:
         """Block until the sweep ends and its end is shown; return :attr:`result`. Raises
         ``TimeoutError`` after ``timeout`` seconds, and the exception that ended the sweep."""
-        if not self.session.join(timeout):
-            raise TimeoutError(f"the sweep is still running after {timeout} s")
+        if not (self.session.join(timeout) and self.session.join_probes(timeout)):
+            raise TimeoutError(f"the sweep (or confirmation) still runs after {timeout} s")
         self.session.main.run_pending()
         if self.session.error is not None:
             raise self.session.error
@@ -336,9 +328,8 @@ class LRWidget(ipywidgets.VBox):
         return self.selection.select(lr)
 
     def select_range(self, low: float, high: float) -> tuple[float, float]:
-        """Select the LR range from the recorded LR nearest ``low`` to the one nearest ``high``
-        (in log space), as a drag in range mode does; return it (also :attr:`lr_range`).
-        ``ValueError`` for a bad or empty range."""
+        """Select the recorded LRs nearest ``low`` and ``high`` (log space) as a range, as a
+        drag in range mode does; return it (:attr:`lr_range`). ``ValueError`` if bad or empty."""
         snapped = self.selection.select_range(low, high)
         self.plot.ranges.set_brush(snapped)
         return snapped
@@ -353,14 +344,30 @@ class LRWidget(ipywidgets.VBox):
         if self.result is None and self.finder is not None and not self.session.sweeping:
             self.run()
         self.wait(timeout)
-        if self.lr is not None:
-            return float(self.lr)
-        suggestion = self.suggestions.get(rule)
-        if suggestion is None or suggestion.lr is None:
-            reason = "no sweep result" if suggestion is None else suggestion.reason
-            raise ValueError(f"the {rule} rule gives no LR to pick: {reason}")
-        self.lr = suggestion.lr
-        return float(suggestion.lr)
+        if self.lr is None:
+            self.lr = self.session.suggested_lr(rule)
+        return float(self.lr)
+
+    def confirm(self, lr: float | None = None, **options: Any) -> bool:
+        """Confirm ``lr`` (default: the selected LR, else the ``minimum`` rule's) by training:
+        short probes at 1/3, 1 and 3 times it from the same weights, each restored after
+        (:func:`~lr_widget.confirm.confirm_lr` with ``options``), in a background thread, as the
+        Confirm button does. When they end, :attr:`confirmation` holds the outcome, the status
+        line says it, and a decisive winner becomes :attr:`lr`. ``False`` while a sweep or
+        probes run; ``RuntimeError`` without a model, ``ValueError`` without an LR to confirm."""
+        self.session.main.run_pending()
+        if lr is None:
+            lr = self.lr if self.lr is not None else self.session.suggested_lr(CONFIRM_RULE)
+        started = self.session.confirm(lr, self._events.confirmed, **options)
+        if started:
+            self._display.confirm_started(float(lr))
+        return started
+
+    @property
+    def confirmation(self) -> Confirmation | None:
+        """What the latest :meth:`confirm` found (``None`` before it ends)."""
+        self.session.main.run_pending()
+        return self.session.confirmation
 
     def apply(self, optimizer: torch.optim.Optimizer | None = None) -> float:
         """Write the selected LR into ``optimizer`` (default: ``apply_to``); return it. Every

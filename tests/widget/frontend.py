@@ -59,3 +59,12 @@ def toggle(button: Any, value: bool) -> None:
     """A ToggleButton pressed (or released) in the browser."""
     data = {"method": "update", "state": {"value": value}, "buffer_paths": []}
     button._handle_msg({"content": {"data": data}, "buffers": []})
+
+
+def main_curve(fit: Any, smoothed: Any) -> Any:
+    """The curve hover points and the selection read once a sweep has ended: the lag-free fit
+    where it is defined, the smoothed curve past its end (the blow-up)."""
+    import numpy as np
+
+    fit = np.asarray(fit, dtype=np.float64)
+    return np.where(np.isfinite(fit), fit, np.asarray(smoothed, dtype=np.float64))

@@ -11,10 +11,11 @@ import pytest
 from lr_widget import RangeTestResult, StopReason
 from lr_widget.axes import MAX_DRAWN_POINTS, decade_ticks, robust_y_range
 from lr_widget.smoothing import debiased_ema
+from lr_widget.suggestions import DEFAULT_RULE
 from lr_widget.widget import LRWidget, runner
 from lr_widget.widget.clicks import TOOLTIP_CLASS, TRANSPARENT_PNG
 
-from .frontend import drawn, move
+from .frontend import drawn, main_curve, move
 from .scripted import FakeClock, ScriptedStep, Setup, valley_curve
 
 
@@ -88,9 +89,10 @@ def test_the_smoothing_slider_never_changes_the_result_or_its_suggestion(setup: 
     assert w.result.suggested_lr == suggested
     assert w.shown_result is not None
     assert w.shown_result.beta == 0.0
-    shown = w.suggestions["consensus"].lr
+    shown = w.suggestions[DEFAULT_RULE].lr
     assert shown == w.shown_result.suggested_lr
-    assert shown != suggested  # the slider changed what is shown, so the test can fail
+    # The rules read the lag-free curve of the raw losses: beta moves only the drawn EMA.
+    assert shown == suggested
 
 
 def test_resmoothing_during_a_sweep_is_drawn_by_the_sweep(setup: Setup) -> None:
@@ -195,7 +197,7 @@ def test_the_click_overlay_is_a_transparent_image_under_only_the_hover_points(
     assert drawn(w.plot.overlay.x).tolist() == [1e-5, 1e-1]  # spans the LR range
 
 
-def test_hover_points_sit_on_the_smoothed_curve_with_an_lr_and_loss_tooltip(setup: Setup) -> None:
+def test_hover_points_sit_on_the_main_curve_with_an_lr_and_loss_tooltip(setup: Setup) -> None:
     w = setup.widget(ScriptedStep(), beta=0.6)
     w.run()
     result = w.wait()
@@ -203,7 +205,8 @@ def test_hover_points_sit_on_the_smoothed_curve_with_an_lr_and_loss_tooltip(setu
     points = w.plot.hover_points
 
     assert drawn(points.x).tolist() == result.lrs
-    np.testing.assert_allclose(drawn(points.y), debiased_ema(result.losses, 0.6))
+    smoothed = debiased_ema(result.losses, 0.6)
+    np.testing.assert_allclose(drawn(points.y), main_curve(result.lag_free_curve, smoothed))
     assert points.interactions == {"hover": "tooltip"}
     assert max(points.opacities) < 0.5  # faint: the curve stays the thing to look at
     assert not points.display_legend
@@ -215,13 +218,17 @@ def test_hover_points_sit_on_the_smoothed_curve_with_an_lr_and_loss_tooltip(setu
     assert TOOLTIP_CLASS in tooltip._dom_classes
 
 
-def test_hover_points_follow_resmoothing(setup: Setup) -> None:
+def test_hover_points_stay_on_the_fit_when_resmoothing_moves_the_ema(setup: Setup) -> None:
     w = setup.widget(ScriptedStep(), beta=0.9)
     w.run()
     result = w.wait()
     assert result is not None
     move(w.controls.beta, 0.2)
-    np.testing.assert_allclose(drawn(w.plot.hover_points.y), debiased_ema(result.losses, 0.2))
+    smoothed = debiased_ema(result.losses, 0.2)
+    np.testing.assert_allclose(drawn(w.plot.loss_line.y), smoothed)
+    np.testing.assert_allclose(
+        drawn(w.plot.hover_points.y), main_curve(result.lag_free_curve, smoothed)
+    )
 
 
 @pytest.mark.slow

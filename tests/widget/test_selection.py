@@ -15,7 +15,7 @@ from lr_widget import RangeTestResult
 from lr_widget.smoothing import debiased_ema
 from lr_widget.widget import LRWidget
 
-from .frontend import click, click_plot, click_point, drawn
+from .frontend import click, click_plot, click_point, drawn, main_curve
 from .scripted import ScriptedStep, Setup, valley_curve
 
 
@@ -90,7 +90,8 @@ def test_selection_shows_a_marker_a_dashed_line_and_a_label(setup: Setup) -> Non
     assert plot.selection_line.line_style == "dashed"
     assert drawn(plot.selection_line.x).tolist() == [result.lrs[5]] * 2
     assert drawn(plot.selection_dot.x).tolist() == [result.lrs[5]]
-    assert drawn(plot.selection_dot.y)[0] == pytest.approx(smoothed[5])
+    shown = main_curve(result.lag_free_curve, smoothed)  # the curve drawn once it ended
+    assert drawn(plot.selection_dot.y)[0] == pytest.approx(shown[5])
     assert f"{result.lrs[5]:.3e}" in w.controls.selection_label.value
 
 
