@@ -2,10 +2,10 @@
 
 matplotlib is optional (``pip install matplotlib``, or the ``plot`` extra) and imported only
 when a picture is drawn. The picture uses the widget's colours, markers, log ticks and y range
-(:mod:`lr_widget.style`, :mod:`lr_widget.axes`): one run draws its raw loss faintly and the
-smoothed curve the suggestions read in bold (the validation loss when it was measured), several
-runs their median and the band of their spread; every suggestion is marked, the default one named
-so.
+(:mod:`lr_widget.style`, :mod:`lr_widget.axes`): one run draws its raw loss faintly, the live
+view's EMA dashed and the lag-free fit the suggestions read in bold (of the validation loss when
+it was measured), several runs their median in the band of their spread with the fit of the
+median raw loss; every suggestion is marked, the default one named so.
 """
 
 from __future__ import annotations
@@ -21,6 +21,8 @@ from lr_widget.axes import decade_ticks, nan_for_inf, robust_y_range, union_of_r
 from lr_widget.style import (
     BAND_COLOR,
     BAND_OPACITY,
+    EMA_OPACITY,
+    FIT_LABEL,
     LOSS_COLOR,
     RAW_COLOR,
     RAW_OPACITY,
@@ -96,11 +98,17 @@ def _draw_curves(ax: Axes, result: SweepResult) -> list[tuple[float, float] | No
     if not result.is_repeated:
         run = result.runs[0]
         lrs = np.asarray(run.lrs, dtype=np.float64)
-        ranges = [_line_pair(ax, lrs, run.losses, run.smoothed_losses, LOSS_COLOR, "loss")]
+        has_val = run.val_losses is not None and run.smoothed_val_losses is not None
+        fit = run.lag_free_curve
+        ranges = [
+            _line_pair(ax, lrs, run.losses, run.smoothed_losses, LOSS_COLOR, "loss",
+                       None if has_val else fit)
+        ]  # fmt: skip
         if run.val_losses is not None and run.smoothed_val_losses is not None:
             ranges.append(
-                _line_pair(ax, lrs, run.val_losses, run.smoothed_val_losses, VAL_COLOR, "val loss")
-            )
+                _line_pair(ax, lrs, run.val_losses, run.smoothed_val_losses, VAL_COLOR,
+                           "val loss", fit)
+            )  # fmt: skip
             return ranges[1:]  # the suggestions read the validation curve: fit to it
         return ranges
     band = result.band()
@@ -110,7 +118,10 @@ def _draw_curves(ax: Axes, result: SweepResult) -> list[tuple[float, float] | No
         lrs, band.low[finite], band.high[finite], color=BAND_COLOR, alpha=BAND_OPACITY,
         linewidth=0, label=f"spread of {len(result.runs)} runs",
     )  # fmt: skip
-    ax.plot(lrs, band.median[finite], color=BAND_COLOR, linewidth=2, label="median of runs")
+    ax.plot(lrs, band.median[finite], color=BAND_COLOR, linewidth=1.5, alpha=EMA_OPACITY,
+            linestyle="--", label="median of runs")  # fmt: skip
+    ax.plot(band.lrs, nan_for_inf(result.lag_free_curve), color=BAND_COLOR, linewidth=2,
+            label=FIT_LABEL)  # fmt: skip
     return [robust_y_range(band.median[finite], np.concatenate([band.low, band.high]))]
 
 
@@ -121,10 +132,18 @@ def _line_pair(
     smoothed: np.ndarray,
     color: str,
     name: str,
+    fit: np.ndarray | None,
 ) -> tuple[float, float] | None:
+    """Raw and EMA of one series, and its lag-free ``fit`` (bold, the EMA faded) if given."""
     ax.plot(lrs, nan_for_inf(raw), color=RAW_COLOR, alpha=RAW_OPACITY, linewidth=1,
             label=f"{name} (raw)")  # fmt: skip
-    ax.plot(lrs, nan_for_inf(smoothed), color=color, linewidth=2, label=f"{name} (smoothed)")
+    if fit is None:
+        ax.plot(lrs, nan_for_inf(smoothed), color=color, linewidth=2, label=f"{name} (EMA)")
+        return robust_y_range(smoothed, raw)
+    ax.plot(lrs, nan_for_inf(smoothed), color=color, linewidth=1.5, alpha=EMA_OPACITY,
+            linestyle="--", label=f"{name} (EMA)")  # fmt: skip
+    label = FIT_LABEL if name == "loss" else f"val {FIT_LABEL}"
+    ax.plot(lrs, nan_for_inf(fit), color=color, linewidth=2, label=label)
     return robust_y_range(smoothed, raw)
 
 

@@ -23,7 +23,15 @@ from matplotlib.lines import Line2D
 from lr_widget import RangeTestResult, RepeatedRangeTest
 from lr_widget.axes import decade_ticks, robust_y_range
 from lr_widget.plotting import save_picture
-from lr_widget.style import BAND_COLOR, LOSS_COLOR, RAW_COLOR, VAL_COLOR, rule_style
+from lr_widget.style import (
+    BAND_COLOR,
+    EMA_OPACITY,
+    FIT_LABEL,
+    LOSS_COLOR,
+    RAW_COLOR,
+    VAL_COLOR,
+    rule_style,
+)
 from lr_widget.suggestions import DEFAULT_RULE
 
 matplotlib.use("Agg")
@@ -47,14 +55,19 @@ def _line(ax: Axes, label: str) -> Line2D:
     return line
 
 
-def test_a_single_run_draws_raw_and_smoothed_loss_in_the_widgets_colours() -> None:
+def test_a_single_run_draws_raw_ema_and_lag_free_loss_in_the_widgets_colours() -> None:
     result = _result()
     ax = result.plot(_axes())
-    raw, smoothed = _line(ax, "loss (raw)"), _line(ax, "loss (smoothed)")
+    raw, ema, fit = _line(ax, "loss (raw)"), _line(ax, "loss (EMA)"), _line(ax, FIT_LABEL)
     np.testing.assert_array_equal(raw.get_ydata(), result.losses)
-    np.testing.assert_allclose(smoothed.get_ydata(), result.smoothed_losses)
+    np.testing.assert_allclose(ema.get_ydata(), result.smoothed_losses)
+    np.testing.assert_allclose(fit.get_ydata(), result.lag_free_curve)  # NaN past the blow-up
+    assert np.isnan(result.lag_free_curve[-1])  # the test can tell the two apart
     assert to_hex(raw.get_color()) == RAW_COLOR
-    assert to_hex(smoothed.get_color()) == LOSS_COLOR
+    assert to_hex(ema.get_color()) == to_hex(fit.get_color()) == LOSS_COLOR
+    assert ema.get_alpha() == EMA_OPACITY  # the EMA faded: the fit is the curve the rules read
+    assert ema.get_linestyle() == "--"
+    assert fit.get_alpha() is None
     assert (ax.get_xscale(), ax.get_xlabel(), ax.get_ylabel()) == ("log", "learning rate", "loss")
 
 
@@ -93,8 +106,13 @@ def test_the_validation_curve_is_drawn_and_fits_the_y_range() -> None:
     val = [loss + 0.3 for loss in base.losses]
     result = RangeTestResult(lrs=base.lrs, losses=base.losses, val_losses=val, beta=0.9)
     ax = result.plot(_axes())
-    smoothed_val = _line(ax, "val loss (smoothed)")
+    smoothed_val = _line(ax, "val loss (EMA)")
     assert to_hex(smoothed_val.get_color()) == VAL_COLOR
+    val_fit = _line(ax, f"val {FIT_LABEL}")  # the rules read the validation curve's fit
+    np.testing.assert_allclose(val_fit.get_ydata(), result.lag_free_curve)
+    assert to_hex(val_fit.get_color()) == VAL_COLOR
+    assert _line(ax, "loss (EMA)").get_alpha() is None  # the training EMA is not replaced
+    assert FIT_LABEL not in [line.get_label() for line in ax.get_lines()]
     assert ax.get_ylim() == pytest.approx(robust_y_range(result.curve, val))
 
 
@@ -109,6 +127,8 @@ def test_a_repeated_result_draws_its_band_and_median() -> None:
     median = _line(ax, "median of runs")
     np.testing.assert_allclose(median.get_ydata(), band.median)
     assert to_hex(median.get_color()) == BAND_COLOR
+    fit = _line(ax, FIT_LABEL)
+    np.testing.assert_allclose(fit.get_ydata(), repeated.lag_free_curve)
     (fill,) = [c for c in ax.collections if isinstance(c, PolyCollection)]
     assert fill.get_label() == "spread of 3 runs"
     vertices = fill.get_paths()[0].vertices
