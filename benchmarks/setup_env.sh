@@ -34,6 +34,8 @@ echo "torch==$TORCH_VERSION" >"$CONSTRAINTS"
 "${PIP[@]}" -c "$CONSTRAINTS" "fastcore>=2.2.22" "fasttransform>=0.0.3" "fastprogress>=0.2.4" \
     "fastdownload>=0.0.8,<2" "plum-dispatch<2.10" pandas matplotlib scipy scikit-learn \
     "pillow>=9" pyyaml requests packaging cloudpickle
+# transformers for the tiny Hugging Face GPT-2 quality task (built from a config: no download).
+"${PIP[@]}" -c "$CONSTRAINTS" "transformers>=4.45,<6" tokenizers
 # Helpers: py-spy for profiles (a static binary); pytest to run tests/test_benchmarks.py here,
 # where scikit-learn is present and the tabular tasks are tested too.
 "${PIP[@]}" -c "$CONSTRAINTS" py-spy "pytest>=8" "pytest-timeout>=2.3"
