@@ -138,10 +138,10 @@ def _line_pair(
     ax.plot(lrs, nan_for_inf(raw), color=RAW_COLOR, alpha=RAW_OPACITY, linewidth=1,
             label=f"{name} (raw)")  # fmt: skip
     if fit is None:
-        ax.plot(lrs, nan_for_inf(smoothed), color=color, linewidth=2, label=f"{name} (EMA)")
+        ax.plot(lrs, nan_for_inf(smoothed), color=color, linewidth=2, label=f"{name} (smoothed)")
         return robust_y_range(smoothed, raw)
     ax.plot(lrs, nan_for_inf(smoothed), color=color, linewidth=1.5, alpha=EMA_OPACITY,
-            linestyle="--", label=f"{name} (EMA)")  # fmt: skip
+            linestyle="--", label=f"{name} (smoothed)")  # fmt: skip
     label = FIT_LABEL if name == "loss" else f"val {FIT_LABEL}"
     ax.plot(lrs, nan_for_inf(fit), color=color, linewidth=2, label=label)
     return robust_y_range(smoothed, raw)

@@ -58,7 +58,7 @@ def _line(ax: Axes, label: str) -> Line2D:
 def test_a_single_run_draws_raw_ema_and_lag_free_loss_in_the_widgets_colours() -> None:
     result = _result()
     ax = result.plot(_axes())
-    raw, ema, fit = _line(ax, "loss (raw)"), _line(ax, "loss (EMA)"), _line(ax, FIT_LABEL)
+    raw, ema, fit = _line(ax, "loss (raw)"), _line(ax, "loss (smoothed)"), _line(ax, FIT_LABEL)
     np.testing.assert_array_equal(raw.get_ydata(), result.losses)
     np.testing.assert_allclose(ema.get_ydata(), result.smoothed_losses)
     np.testing.assert_allclose(fit.get_ydata(), result.lag_free_curve)  # NaN past the blow-up
@@ -106,12 +106,12 @@ def test_the_validation_curve_is_drawn_and_fits_the_y_range() -> None:
     val = [loss + 0.3 for loss in base.losses]
     result = RangeTestResult(lrs=base.lrs, losses=base.losses, val_losses=val, beta=0.9)
     ax = result.plot(_axes())
-    smoothed_val = _line(ax, "val loss (EMA)")
+    smoothed_val = _line(ax, "val loss (smoothed)")
     assert to_hex(smoothed_val.get_color()) == VAL_COLOR
     val_fit = _line(ax, f"val {FIT_LABEL}")  # the rules read the validation curve's fit
     np.testing.assert_allclose(val_fit.get_ydata(), result.lag_free_curve)
     assert to_hex(val_fit.get_color()) == VAL_COLOR
-    assert _line(ax, "loss (EMA)").get_alpha() is None  # the training EMA is not replaced
+    assert _line(ax, "loss (smoothed)").get_alpha() is None  # the training EMA is not replaced
     assert FIT_LABEL not in [line.get_label() for line in ax.get_lines()]
     assert ax.get_ylim() == pytest.approx(robust_y_range(result.curve, val))
 
