@@ -52,7 +52,7 @@ RULE_STYLES: dict[str, MarkerStyle] = {
     "minimum": MarkerStyle("#9467bd", "square", "s"),
     "slide": MarkerStyle("#ff7f0e", "cross", "P"),
     "consensus": MarkerStyle("#a6761d", "circle", "o"),
-    "minimum_third": MarkerStyle("#e7298a", "plus", "X"),
+    "minimum_third": MarkerStyle("#e7298a", "ellipse", "X"),  # bqplot's "plus" is stroke-only
     "minimum_half": MarkerStyle("#66a61e", "rectangle", "h"),
     "steep_minimum": MarkerStyle("#1b9e77", "triangle-up", "^"),
 }
