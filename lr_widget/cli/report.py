@@ -18,7 +18,7 @@ from lr_widget.cli.errors import CommandError
 from lr_widget.engine import StepEvent
 from lr_widget.plotting import save_picture
 from lr_widget.result import SweepResult
-from lr_widget.suggestions import DEFAULT_RULE, Suggestion
+from lr_widget.suggestions import CURVE_READ, DEFAULT_RULE, Suggestion
 
 __all__ = [
     "Progress",
@@ -135,7 +135,7 @@ def _describe_run(result: SweepResult) -> str:
     first = result.runs[0]
     curve = "validation" if first.val_losses is not None else "training"
     lrs = f"lr {result.lrs[0]:.2e} to {result.lrs[-1]:.2e}"
-    smoothed = f"the smoothed {curve} loss (beta {result.beta:g})"
+    smoothed = f"{CURVE_READ} of the {curve} loss (its EMA drawn beside it: beta {result.beta:g})"
     if result.is_repeated:
         return (
             f"{len(result.runs)} runs from {lrs}; {result.describe_end()}\n"
