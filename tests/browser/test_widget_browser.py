@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from lr_widget.style import FIT_LABEL
 from lr_widget.suggestions import DEFAULT_RULE
 from lr_widget.widget.clicks import TOOLTIP_CLASS
 from lr_widget.widget.controls import STATUS_CLASS
@@ -326,6 +327,37 @@ def test_stop_mid_sweep_ends_it_and_restores_the_weights(notebook: NotebookPage)
     assert 5 <= steps < NUM_STEPS
     assert restored is True
     assert lr == 1e-3
+
+
+# Every curve on the plot (legend swatches left out): its point count, whether it is dashed and
+# its opacity as drawn; and the legend's labels.
+_CURVES_AND_LEGEND_JS = (
+    "(root) => { const element = document.querySelector(root); const curves = [];"
+    " for (const path of element.querySelectorAll('.bqplot.figure path.line')) {"
+    " if (path.closest('.g_legend')) continue; const style = getComputedStyle(path);"
+    " curves.push({points: ((path.getAttribute('d') || '').match(/[ML]/g) || []).length,"
+    " dashed: !['none', ''].includes(style.strokeDasharray), opacity: Number(style.opacity)}); }"
+    " const labels = [...element.querySelectorAll('.bqplot.figure .g_legend text')]"
+    ".map((text) => text.textContent.trim()); return {curves, labels}; }"
+)
+
+
+def test_the_lag_free_fit_is_the_bold_curve_once_the_sweep_ends(notebook: NotebookPage) -> None:
+    _finished_sweep(notebook)
+    recorded, fitted = notebook.kernel_eval(
+        "[len(w.result.lrs), sum(1 for y in w.plot.fit_line.y if y == y)]"  # y == y: not NaN
+    )
+    assert 0 < fitted <= recorded
+
+    def fit_in_legend() -> dict[str, Any] | None:
+        found: dict[str, Any] = notebook.page.evaluate(_CURVES_AND_LEGEND_JS, ROOT)
+        return found if FIT_LABEL in found["labels"] else None
+
+    drawn = notebook.wait(fit_in_legend, f"the legend entry {FIT_LABEL!r}")
+    solid = [c for c in drawn["curves"] if not c["dashed"] and c["opacity"] == 1]
+    faded = [c for c in drawn["curves"] if c["dashed"] and c["opacity"] < 1]
+    assert any(curve["points"] == fitted for curve in solid), drawn  # the fit, drawn bold
+    assert any(curve["points"] == recorded for curve in faded), drawn  # the EMA beside it
 
 
 def test_the_page_has_no_javascript_errors(notebook: NotebookPage) -> None:
