@@ -131,8 +131,8 @@ class Controls:
             description=CONFIRM_BUTTON,
             icon="check",
             disabled=True,
-            tooltip="train short probes at 1/3, 1 and 3 times the selected LR (else the default "
-            "suggestion) from the same weights, restored after each; a clear winner is selected",
+            tooltip="train short probes at 1/3, 1 and 3 times the selected LR (else the minimum "
+            "rule's) from the same weights, restored after each; a clear winner is selected",
         )
         self.status = ipywidgets.HTML(value="")
         self.status.add_class(STATUS_CLASS)
