@@ -34,6 +34,7 @@ __all__ = [
     "DEFAULT_FACTORS",
     "Confirmation",
     "Probe",
+    "check_confirm_options",
     "check_probe_options",
     "compare_probes",
     "confirm_lr",
@@ -261,6 +262,22 @@ def check_probe_options(
     if not 0 < tail <= 1:
         raise ValueError(f"tail must be in (0, 1], got {tail!r}")
     return candidates, steps, tail
+
+
+def check_confirm_options(options: Mapping[str, Any]) -> dict[str, Any]:
+    """``options`` for :func:`confirm_lr` (``factors``, ``steps``, ``tail``), checked before
+    anything trains: ``ValueError`` for an unknown one, else as :func:`check_probe_options`.
+
+    >>> check_confirm_options({"steps": 8})
+    {'steps': 8}
+    """
+    unknown = set(options) - CONFIRM_OPTIONS
+    if unknown:
+        raise ValueError(
+            f"confirm got unknown options {sorted(unknown)}; known: {sorted(CONFIRM_OPTIONS)}"
+        )
+    check_probe_options(**options)
+    return dict(options)
 
 
 def confirm_lr(

@@ -17,7 +17,7 @@ from typing import Any, overload
 import torch
 
 from lr_widget.batches import LossFn
-from lr_widget.confirm import CONFIRM_OPTIONS, CONFIRM_RULE, check_probe_options, confirm_lr
+from lr_widget.confirm import CONFIRM_RULE, check_confirm_options, confirm_lr
 from lr_widget.distributed import is_main_process
 from lr_widget.engine import LRFinder
 from lr_widget.recording import StepCallback
@@ -206,10 +206,4 @@ def _confirm_options(confirm: bool | Mapping[str, Any]) -> dict[str, Any] | None
         raise ArgumentTypeError(
             f"confirm must be True, False or a dict of confirm_lr options, got {confirm!r}"
         )
-    unknown = set(confirm) - CONFIRM_OPTIONS
-    if unknown:
-        raise ValueError(
-            f"confirm got unknown options {sorted(unknown)}; known: {sorted(CONFIRM_OPTIONS)}"
-        )
-    check_probe_options(**confirm)
-    return dict(confirm)
+    return check_confirm_options(confirm)

@@ -26,7 +26,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from lr_widget.compare import Comparison
-from lr_widget.confirm import Confirmation, confirm_lr
+from lr_widget.confirm import Confirmation, check_confirm_options, confirm_lr
 from lr_widget.curvature import CurvatureEstimate, estimate_curvature
 from lr_widget.engine import LRFinder, StepCallback, StepEvent
 from lr_widget.repeated import RepeatedRangeTest
@@ -282,6 +282,7 @@ class SweepSession:
         if self.finder is None:
             raise RuntimeError("this LRWidget shows a saved result and has no model to train")
         lr = require_lr("lr", lr)
+        options = check_confirm_options(options)  # in this thread: errors reach the caller
         if self._sweeping or self._probes.running:
             return False
         finder = self.finder

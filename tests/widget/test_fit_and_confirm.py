@@ -128,6 +128,16 @@ def test_confirm_errors_are_clear_and_change_nothing(setup: Setup) -> None:
         w.confirm()  # nothing swept, nothing selected
     with pytest.raises(ValueError, match="lr"):
         w.confirm(-1.0)
+    w.run()
+    w.wait()
+    for bad, error, match in (
+        ({"steps": 2}, ValueError, "steps must be an integer >= 4"),
+        ({"speed": 1}, ValueError, r"unknown options \['speed'\]"),
+        ({"factors": [1.0]}, ValueError, "factors must hold at least two"),
+    ):
+        with pytest.raises(error, match=match):  # raised here, not in the probes' thread
+            w.confirm(1e-3, **bad)
+        assert not w.session.confirming
     assert w.confirmation is None
 
 
