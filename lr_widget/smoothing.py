@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from lr_widget.validation import require_fraction
+from lr_widget.validation import require_fraction, require_int, require_real
 
 __all__ = [
     "LAG_FREE_ITERATIONS",
@@ -178,8 +178,6 @@ def _lag_free_inputs(
     width: float,
     iterations: int,
 ) -> tuple[np.ndarray, np.ndarray]:
-    from lr_widget.validation import require_int, require_real
-
     width = require_real("width", width)
     if not width > 0 or not math.isfinite(width):
         raise ValueError(f"width must be a positive number of decades, got {width!r}")

@@ -255,11 +255,6 @@ def no_answer(rule: str, reason: str) -> Suggestion:
     return Suggestion(rule, None, None, None, reason)
 
 
-def _log_slopes(curve: Curve) -> FloatArray:
-    """d(loss) / d(log10 lr): loss change per decade of LR, at every usable point."""
-    return np.asarray(np.gradient(curve.losses, curve.log_lrs), dtype=np.float64)
-
-
 def answer_near(rule: str, curve: Curve, lr: float, reason: str) -> Suggestion:
     """A suggestion of exactly ``lr``, marked at the recorded LR nearest to it in log space
     (``lr`` need not be a recorded one)."""

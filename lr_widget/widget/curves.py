@@ -10,9 +10,15 @@ from numpy.typing import NDArray
 from lr_widget.result import RangeTestResult
 from lr_widget.smoothing import DebiasedEMA, debiased_ema
 
-__all__ = ["Curves", "LiveCurves"]
+__all__ = ["Curves", "LiveCurves", "fit_where_defined"]
 
 FloatArray = NDArray[np.float64]
+
+
+def fit_where_defined(fitted: FloatArray, smoothed: FloatArray) -> FloatArray:
+    """The lag-free fit where it is defined, else the smoothed curve (past the blow-up the fit
+    is NaN): the main curve once a run has ended."""
+    return np.where(np.isfinite(fitted), fitted, smoothed)
 
 
 @dataclass(frozen=True)
@@ -70,9 +76,7 @@ class Curves:
     def curve(self) -> FloatArray:
         """The main series, the one hover points sit on: the lag-free fit where it is defined
         (it ends at the blow-up), else the live view's smoothed series."""
-        if self.fitted is None:
-            return self.ema
-        return np.where(np.isfinite(self.fitted), self.fitted, self.ema)
+        return self.ema if self.fitted is None else fit_where_defined(self.fitted, self.ema)
 
     @property
     def raw(self) -> FloatArray:

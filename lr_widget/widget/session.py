@@ -36,6 +36,7 @@ from lr_widget.settings import SweepSettings
 from lr_widget.spread import Bump, SuggestionSpread
 from lr_widget.suggestions import Suggestion
 from lr_widget.validation import require_lr
+from lr_widget.widget.curves import fit_where_defined
 from lr_widget.widget.probes import ConfirmDone, ProbeJob
 from lr_widget.widget.runner import MainThreadQueue, SweepRunner
 
@@ -237,7 +238,7 @@ class SweepSession:
         if self._sweeping:
             return lrs, curve
         fit = result.lag_free_curve
-        return lrs, np.where(np.isfinite(fit), fit, curve) if fit.size == curve.size else curve
+        return lrs, fit_where_defined(fit, curve) if fit.size == curve.size else curve
 
     def recorded_lrs(self) -> FloatArray:
         """The LRs a selection may snap to: those of :meth:`shown_curve`."""
