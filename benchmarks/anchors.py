@@ -174,6 +174,34 @@ def prepare_lr_widget_suggesting(setup: Setup, spec: SweepSpec) -> Runner:
     return prepare_lr_widget(setup, replace(spec, suggest=True))
 
 
+_SENT: list[tuple[Any, Any]] = []
+
+
+def _count_widget_messages() -> list[tuple[Any, Any]]:
+    """Record every message a widget sends, in a list the caller clears per sweep.
+
+    The counting wrapper around ``Widget._send`` is installed once per process: a worker prepares
+    this contender once per timed repetition, and wrapping the wrapper again each time would put
+    one more Python call per nesting level on every message, a cost that grows with the number of
+    repetitions and is not the widget's.
+    """
+    import ipywidgets
+
+    send = ipywidgets.Widget._send
+    if getattr(send, "counts_messages", False):
+        return _SENT
+
+    def counting_send(widget: Any, msg: dict[str, Any], buffers: Any = None) -> None:
+        # Only references while the sweep is timed: sizing a message means serialising it once
+        # more, work a notebook does not do, so it happens after the clock stops (see traffic).
+        _SENT.append((msg.get("state", {}), buffers))
+        send(widget, msg, buffers)
+
+    counting_send.counts_messages = True  # type: ignore[attr-defined]
+    ipywidgets.Widget._send = counting_send  # this worker process runs this contender only
+    return _SENT
+
+
 def prepare_lr_widget_live(setup: Setup, spec: SweepSpec) -> Runner:
     """The same sweep as :func:`prepare_lr_widget`, driven by a live ``LRWidget``.
 
@@ -182,18 +210,9 @@ def prepare_lr_widget_live(setup: Setup, spec: SweepSpec) -> Runner:
     sends and the size of the largest one (its JSON state plus binary buffers): the payload a
     browser would receive.
     """
-    import ipywidgets
-
     from lr_widget import LRWidget
 
-    sent: list[tuple[Any, Any]] = []
-    send = ipywidgets.Widget._send
-
-    def counting_send(widget: Any, msg: dict[str, Any], buffers: Any = None) -> None:
-        # Only references while the sweep is timed: sizing a message means serialising it once
-        # more, work a notebook does not do, so it happens after the clock stops (see traffic).
-        sent.append((msg.get("state", {}), buffers))
-        send(widget, msg, buffers)
+    sent = _count_widget_messages()
 
     def traffic() -> dict[str, int]:
         sizes = [
@@ -202,8 +221,6 @@ def prepare_lr_widget_live(setup: Setup, spec: SweepSpec) -> Runner:
             for state, buffers in sent
         ]
         return {"messages": len(sizes), "max_message_bytes": max(sizes, default=0)}
-
-    ipywidgets.Widget._send = counting_send  # this worker process runs this contender only
 
     start, end, steps = _resolve("lr_widget", spec)
     optimizer = setup.make_optimizer(setup.model.parameters(), start)
