@@ -72,10 +72,13 @@ class SweepDisplay:
     def sweep_progress(
         self, run: RangeTestResult | None, event: StepEvent | None, beta: float
     ) -> None:
-        """Draw the current run so far and the progress line."""
+        """Draw the current run so far and the progress line; an ended run's last drawing
+        includes its lag-free fit, so the end of the sweep draws the curves once, not twice."""
         if run is not None:
-            self.plot.draw_curves(self._live.update(run, beta))
-            self._drawn_beta, self._fit_drawn = beta, False
+            curves = self._live.update(run, beta)
+            ended = run.stop_reason is not StopReason.RUNNING
+            self.plot.draw_curves(curves.with_fit(run) if ended else curves)
+            self._drawn_beta, self._fit_drawn = beta, ended
         if event is not None:
             self.controls.show_progress(event)
 

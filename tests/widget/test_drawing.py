@@ -231,6 +231,26 @@ def test_hover_points_stay_on_the_fit_when_resmoothing_moves_the_ema(setup: Setu
     )
 
 
+def test_the_end_of_a_sweep_draws_the_curves_and_their_fit_once(setup: Setup) -> None:
+    # Shorter than one redraw interval: the sweep thread draws only the empty start and the
+    # ended run, fit included; the main thread then adds the suggestions, not the curves again.
+    w = setup.widget(ScriptedStep(), update_interval_s=60.0)
+    w.run()  # before recording: the very first run sets the LR range and first band state
+    w.wait()
+    points, fit = _record_updates(w.plot.hover_points), _record_updates(w.plot.fit_line)
+    w.run()
+    result = w.wait()
+    assert result is not None
+    point_draws = [state["y"]["shape"][0] for state in points if "y" in state]
+    assert point_draws == [0, result.num_steps]
+    assert [state["y"]["shape"][0] for state in fit if "y" in state] == [0, result.num_steps]
+    np.testing.assert_allclose(
+        drawn(w.plot.hover_points.y),
+        main_curve(result.lag_free_curve, debiased_ema(result.losses, result.beta)),
+    )
+    assert w.plot.fit_line.visible
+
+
 @pytest.mark.slow
 def test_a_10000_step_sweep_keeps_every_point_but_sends_a_bounded_envelope(setup: Setup) -> None:
     num_steps = 10_000
