@@ -160,9 +160,13 @@ class NoiseBandMarks:
         self.runs = 0
         self.y_range: YRange | None = None
         self.label_prefix = ""  # names the result in the legend (a comparison's label)
+        self._hidden = True  # every mark empty and invisible, as built
 
     def draw(self, band: NoiseBand | None, bumps: Sequence[Bump] = (), runs: int = 0) -> None:
         """Draw ``band`` (``None`` hides it) of ``runs`` runs, marking the significant bumps."""
+        if band is None and self._hidden:
+            return  # each sweep hides it at its start: skip rebuilding four empty marks
+        self._hidden = band is None
         if band is None:
             lrs = median = low = high = np.zeros(0)
         else:

@@ -180,6 +180,9 @@ class LossPlot:
 
     def set_lr_range(self, low: float, high: float) -> None:
         """Fix the x axis to ``[low, high]`` with decade ticks (never while a sweep draws)."""
+        low, high = float(low), float(high)
+        if (self.x_scale.min, self.x_scale.max) == (low, high):
+            return  # set at each sweep's start and end: skip the ticks and traits unchanged
         with self.x_scale.hold_sync():
             self.x_scale.min, self.x_scale.max = float(low), float(high)
         self.x_axis.tick_values = decade_ticks(low, high)
