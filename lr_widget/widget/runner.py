@@ -25,10 +25,17 @@ from typing import Any
 
 from lr_widget.engine import StepCallback, StepEvent
 
-__all__ = ["IDLE_EXIT_S", "MainThreadQueue", "SweepFn", "SweepRunner"]
+__all__ = [
+    "IDLE_EXIT_S",
+    "SWEEP_THREADS",
+    "MainThreadQueue",
+    "SweepFn",
+    "SweepRunner",
+    "SweepThreads",
+]
 
 IDLE_EXIT_S = 30.0
-"""Seconds the sweep thread waits for another sweep before it ends."""
+"""Seconds an idle sweep thread waits for another sweep before it ends."""
 
 # sweep(callback, stop_event) runs the whole sweep (one or several runs) in the calling thread
 # and returns its result.
@@ -96,12 +103,74 @@ class MainThreadQueue:
             done += 1
 
 
-class SweepRunner:
-    """Run sweeps in one long-lived daemon thread and publish their progress, throttled on time.
+_Inbox = queue.SimpleQueue[tuple[Callable[[], None], Callable[[], None]]]
 
-    The thread is started by the first sweep and then waits for the next one, so a re-run costs
-    no thread start; it ends after :data:`IDLE_EXIT_S` seconds without a sweep (a widget dropped
-    without ``close()`` leaves no thread behind) and at :meth:`shutdown` (``close()``).
+
+class SweepThreads:
+    """Daemon threads that run sweeps, shared by every widget of the process.
+
+    A sweep is handed to an idle thread if there is one, else to a new one; a thread that has
+    waited :data:`IDLE_EXIT_S` seconds without work ends. So a re-run, and the first sweep of a
+    new widget after another's, costs no thread start, and idle widgets leave no threads behind.
+    Daemon threads: a sweep never keeps the interpreter from exiting.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()  # the idle list, between submit() and an idle exit
+        self._idle: list[_Inbox] = []
+
+    @property
+    def idle(self) -> int:
+        """How many threads wait for work."""
+        with self._lock:
+            return len(self._idle)
+
+    def submit(self, job: Callable[[], None], done: Callable[[], None]) -> None:
+        """Run ``job()`` in an idle thread, or in a new one if none is idle, then ``done()``
+        once that thread is idle again (so work submitted after ``done`` reuses it)."""
+        with self._lock:
+            if self._idle:
+                self._idle.pop().put((job, done))  # the most recent: its caches are warmest
+                return
+        inbox: _Inbox = queue.SimpleQueue()
+        inbox.put((job, done))
+        threading.Thread(
+            target=self._serve, args=(inbox,), name="lr_widget-sweep", daemon=True
+        ).start()
+
+    def _serve(self, inbox: _Inbox) -> None:
+        while True:
+            try:
+                job, done = inbox.get(timeout=IDLE_EXIT_S)
+            except queue.Empty:
+                with self._lock:
+                    if any(waiting is inbox for waiting in self._idle):
+                        self._idle = [waiting for waiting in self._idle if waiting is not inbox]
+                        return
+                continue  # submit() took this thread meanwhile: its job is on the way
+            try:
+                job()
+            except Exception as error:  # a bug in a hook: report it as a dying thread would
+                threading.excepthook(
+                    threading.ExceptHookArgs(
+                        (type(error), error, error.__traceback__, threading.current_thread())
+                    )
+                )
+            except BaseException:  # SystemExit and the like end the thread: nothing waits on it
+                done()
+                raise
+            with self._lock:
+                self._idle.append(inbox)
+            done()
+
+
+SWEEP_THREADS = SweepThreads()
+"""The process's sweep threads."""
+
+
+class SweepRunner:
+    """Run one widget's sweeps, one at a time, in :data:`SWEEP_THREADS`, and publish their
+    progress, throttled on time.
 
     Parameters
     ----------
@@ -131,9 +200,7 @@ class SweepRunner:
         self._on_progress = on_progress
         self._on_finish = on_finish
         self.interval_s = interval_s
-        self._thread: threading.Thread | None = None  # the sweep thread, while it serves
-        self._thread_lock = threading.Lock()  # starting a sweep vs. the thread's idle exit
-        self._jobs: queue.SimpleQueue[bool] = queue.SimpleQueue()  # True: sweep; False: quit
+        self._thread: threading.Thread | None = None  # the thread running a sweep, while it runs
         self._done = threading.Event()
         self._done.set()  # no sweep yet
         self._stop_event = threading.Event()
@@ -159,13 +226,7 @@ class SweepRunner:
         self._stop_event = threading.Event()
         self._latest, self._last_publish = None, -float("inf")
         self._done.clear()
-        with self._thread_lock:
-            if self._thread is None:
-                self._thread = threading.Thread(
-                    target=self._loop, name="lr_widget-sweep", daemon=True
-                )
-                self._thread.start()
-            self._jobs.put(True)
+        SWEEP_THREADS.submit(self._run, self._done.set)
         return True
 
     def stop(self) -> None:
@@ -179,34 +240,17 @@ class SweepRunner:
         return self._done.wait(timeout)
 
     def shutdown(self) -> None:
-        """Stop any sweep, wait for it, and end the sweep thread."""
+        """Stop any sweep and wait for its end; its thread goes back to :data:`SWEEP_THREADS`."""
         self.stop()
         self.join()
-        with self._thread_lock:
-            thread, self._thread = self._thread, None
-            if thread is not None:
-                self._jobs.put(False)
-        if thread is not None and thread is not threading.current_thread():
-            thread.join()
 
     # -- sweep thread -----------------------------------------------------------------------
-    def _loop(self) -> None:
-        while self._next_job():
-            try:
-                self._work()
-            finally:
-                self._done.set()
-
-    def _next_job(self) -> bool:
-        """Wait for a sweep; ``False`` to end the thread (shut down, or idle too long)."""
-        while True:
-            try:
-                return self._jobs.get(timeout=IDLE_EXIT_S)
-            except queue.Empty:
-                with self._thread_lock:
-                    if self._jobs.empty():  # else start() queued a sweep meanwhile: serve it
-                        self._thread = None
-                        return False
+    def _run(self) -> None:
+        self._thread = threading.current_thread()
+        try:
+            self._work()
+        finally:
+            self._thread = None
 
     def _work(self) -> None:
         error: BaseException | None = None

@@ -329,7 +329,8 @@ class SweepSession:
         return self._runner.join(timeout)
 
     def close(self) -> None:
-        """Stop any sweep, wait for it (the state is restored) and end the sweep thread."""
+        """Stop any sweep and wait for it (the state is restored); its thread goes back to the
+        pool of idle sweep threads."""
         self._runner.shutdown()
         self._probes.join()  # short; it restores the state after every probe
         self.main.run_pending()

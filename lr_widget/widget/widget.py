@@ -310,7 +310,7 @@ class LRWidget(ipywidgets.VBox):
         return self.result
 
     def close(self) -> None:
-        """Stop the sweep, wait for its thread (the state is restored), and close every view."""
+        """Stop the sweep, wait for its end (the state is restored), and close every view."""
         if self._closed:
             return
         self.stop()  # disables Stop first: whoever watches it may rely on the order

@@ -84,23 +84,53 @@ def _sweep(session: SweepSession) -> None:
     session.main.run_pending()
 
 
-def test_sweeps_reuse_one_thread_that_ends_when_idle_or_closed(
+def test_sweeps_reuse_idle_threads_across_sessions_and_idle_threads_end(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(runner, "IDLE_EXIT_S", 0.3)
+    monkeypatch.setattr(runner, "SWEEP_THREADS", runner.SweepThreads())  # none idle yet
     session, view, _ = _session()
     _sweep(session)
     _sweep(session)
     assert len(view.threads) == 1  # the second sweep started no thread
     (first,) = view.threads
+    other, other_view, _ = _session()
+    _sweep(other)
+    assert other_view.threads == [first]  # nor did a new session's first sweep
+    other.close()
     first.join(20)
     assert not first.is_alive()  # idle: no thread left behind
+    assert runner.SWEEP_THREADS.idle == 0
     _sweep(session)  # a new thread serves the next sweep
     first_again, second = view.threads
     assert first_again is first
+    assert second is not first
     session.close()
-    assert not second.is_alive()
     assert not session.thread_alive
+    second.join(20)
+    assert not second.is_alive()
+
+
+def test_a_hook_that_raises_is_reported_and_the_thread_serves_on(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(runner, "IDLE_EXIT_S", 0.3)
+    threads = runner.SweepThreads()
+    reported: list[BaseException | None] = []
+    monkeypatch.setattr(threading, "excepthook", lambda args: reported.append(args.exc_value))
+    ran: list[threading.Thread] = []
+    done = [threading.Event(), threading.Event()]
+
+    def broken() -> None:
+        ran.append(threading.current_thread())
+        raise RuntimeError("a bug in a hook")
+
+    threads.submit(broken, done[0].set)
+    assert done[0].wait(20)
+    threads.submit(lambda: ran.append(threading.current_thread()), done[1].set)
+    assert done[1].wait(20)
+    assert [type(error) for error in reported] == [RuntimeError]
+    assert ran[0] is ran[1]  # the thread survived and was reused
 
 
 def test_shown_is_derived_once_per_result_and_smoothing_and_never_changes_the_result() -> None:

@@ -122,7 +122,7 @@ def test_run_during_a_sweep_is_ignored(setup: Setup) -> None:
     assert step.calls == 20  # one sweep only
 
 
-def test_close_stops_the_sweep_and_joins_its_thread(setup: Setup) -> None:
+def test_close_stops_the_sweep_and_waits_for_its_end(setup: Setup) -> None:
     before = capture(setup.model, setup.optimizer)
     step = ScriptedStep(hold_at=3)
     w = setup.widget(step)
