@@ -227,9 +227,11 @@ class Controls:
             tooltip = "" if suggestion is None else str(suggestion)
             if spread is not None and spread.describe() not in tooltip:
                 tooltip = f"{spread.describe()}\n{tooltip}"
+            disabled = suggestion is None or suggestion.lr is None
+            if (button.disabled, button.tooltip) == (disabled, tooltip):
+                continue  # each sweep clears them at its start: skip the unchanged ones
             with button.hold_sync():  # one message, not one per trait
-                button.disabled = suggestion is None or suggestion.lr is None
-                button.tooltip = tooltip
+                button.disabled, button.tooltip = disabled, tooltip
 
     def show_spreads(
         self, spreads: Mapping[str, SuggestionSpread], real_bumps: Sequence[Bump] = ()

@@ -205,8 +205,9 @@ class LossPlot:
         for rule, mark in self.suggestion_marks.items():
             suggestion = suggestions.get(rule)
             if suggestion is None or suggestion.lr is None or suggestion.loss is None:
-                with mark.hold_sync():  # one message, not one per trait
-                    mark.visible = mark.display_legend = False
+                if mark.visible or mark.display_legend:  # each sweep hides them at its start
+                    with mark.hold_sync():  # one message, not one per trait
+                        mark.visible = mark.display_legend = False
                 continue
             with mark.hold_sync():
                 mark.x, mark.y = [suggestion.lr], [suggestion.loss]
