@@ -87,15 +87,17 @@ def robust_y_range(curve: ArrayLike, raw: ArrayLike = ()) -> tuple[float, float]
     if values.size == 0:
         return None
     low = float(values.min())
-    if noisy.size:
-        low = min(low, float(np.percentile(noisy, 2)))
+    noisy_low = noisy_high = math.nan
+    if noisy.size:  # one call for both: it redraws a few times a second during a sweep
+        noisy_low, noisy_high = (float(q) for q in np.percentile(noisy, [2, 98]))
+        low = min(low, noisy_low)
     lowest = int(np.argmin(values))
     before_minimum = float(values[: lowest + 1].max())
     if before_minimum > low:
         cap = before_minimum + _Y_HEADROOM * (before_minimum - low)
         high = min(float(values.max()), cap)
         if noisy.size:
-            high = max(high, min(float(np.percentile(noisy, 98)), cap))
+            high = max(high, min(noisy_high, cap))
     else:
         # No drop to measure headroom from (the loss only rises): cap at twice the 90th
         # percentile's distance from the bottom, so a blow-up at the end stays off the plot.
