@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from lr_widget.axes import MAX_DRAWN_POINTS
 from lr_widget.style import FIT_LABEL
 from lr_widget.suggestions import DEFAULT_RULE
 from lr_widget.widget.clicks import TOOLTIP_CLASS
@@ -358,6 +359,70 @@ def test_the_lag_free_fit_is_the_bold_curve_once_the_sweep_ends(notebook: Notebo
     faded = [c for c in drawn["curves"] if c["dashed"] and c["opacity"] < 1]
     assert any(curve["points"] == fitted for curve in solid), drawn  # the fit, drawn bold
     assert any(curve["points"] == recorded for curve in faded), drawn  # the EMA beside it
+
+
+LONG_STEPS = 10_000
+# A step at full speed (no sleep): Stop is pressed once this many steps are on the page, far
+# past the drawn-point cap, with thousands of steps still to run.
+LONG_STOP_AT = 3_000
+LONG_SWEEP_CELLS = [
+    "import math\n\nfrom lr_widget.demo import make_demo\nfrom lr_widget.widget import LRWidget\n\n"
+    "demo = make_demo(seed=0)",
+    f"w = LRWidget(demo.model, demo.train_loader, demo.loss_fn, num_steps={LONG_STEPS},\n"
+    "             start_lr=1e-6, end_lr=1e-2, diverge_factor=math.inf, autostart=False)\nw",
+]
+
+
+def test_a_10000_step_sweep_draws_a_bounded_curve_and_the_page_stays_responsive(
+    browser: Browser, jupyter_server: JupyterServer, tmp_path: Path
+) -> None:
+    """Thousands of steps in: the drawn curve stays within the point cap on the page, a Stop
+    click still reaches the kernel mid-sweep, and the result keeps every step (Lab only: the
+    front ends share the widget's code)."""
+    if jupyter_server.app != "lab":
+        pytest.skip("the long sweep is checked in JupyterLab")
+    name = "long-sweep.ipynb"
+    jupyter_server.write_notebook(name, LONG_SWEEP_CELLS)
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    try:
+        notebook = NotebookPage(
+            page=context.new_page(), server=jupyter_server, name=name,
+            artifacts_dir=tmp_path / "artifacts",
+        ).open()  # fmt: skip
+        notebook.run_all_cells()
+        notebook.wait_for_cells_done(timeout=120)
+        notebook.wait_for_selector(f"{ROOT} .bqplot.figure", timeout=60)
+        notebook.page.evaluate(_START_SAMPLER_JS, [ROOT, STATUS])
+        _enabled_button(notebook, "Run").click()
+        notebook.wait_for_function(
+            "([root, least]) => { const match = /step (\\d+)\\//.exec("
+            "document.querySelector(root).innerText); return match && Number(match[1]) >= least; }",
+            what=f"the sweep to pass step {LONG_STOP_AT}",
+            timeout=SWEEP_TIMEOUT_S,
+            arg=[ROOT, LONG_STOP_AT],
+        )
+        _enabled_button(notebook, "Stop").click()
+        status = _wait_for_sweep_end(notebook)
+        notebook.page.wait_for_timeout(500)  # let the sampler see the final drawing
+        samples = notebook.page.evaluate(_STOP_SAMPLER_JS)
+        reason, steps, drawn_raw = notebook.kernel_eval(
+            "[str(w.result.stop_reason), len(w.result.lrs), len(w.plot.raw_line.x)]"
+        )
+        errors = notebook.page_errors()
+    finally:
+        context.close()
+        jupyter_server.delete_sessions()
+
+    assert status.startswith("stopped"), status
+    assert reason == "stopped"
+    assert LONG_STOP_AT <= steps < LONG_STEPS  # the click landed while thousands of steps ran
+    cap = MAX_DRAWN_POINTS + 2  # the envelope keeps each end too
+    assert drawn_raw <= cap < steps  # the kernel sent the envelope, the result kept every step
+    points = [sample["points"] for sample in samples]
+    running = [sample for sample in samples if sample["status"].startswith("running")]
+    assert running, f"{len(samples)} samples, none while the sweep ran"
+    assert 0 < max(points) <= cap, sorted(set(points))  # what the page drew, every time
+    assert errors == []
 
 
 def test_the_page_has_no_javascript_errors(notebook: NotebookPage) -> None:
