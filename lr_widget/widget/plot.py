@@ -184,7 +184,7 @@ class LossPlot:
         if (self.x_scale.min, self.x_scale.max) == (low, high):
             return  # set at each sweep's start and end: skip the ticks and traits unchanged
         with self.x_scale.hold_sync():
-            self.x_scale.min, self.x_scale.max = float(low), float(high)
+            self.x_scale.min, self.x_scale.max = low, high
         self.x_axis.tick_values = decade_ticks(low, high)
         self.clicks.set_extent(low, high)
 
