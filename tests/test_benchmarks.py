@@ -9,7 +9,7 @@ import math
 import pytest
 import torch
 
-from benchmarks import anchors, quality, report, scoring, speed, stats, tasks
+from benchmarks import anchors, quality, report, scoring, speed, stats, step_instructions, tasks
 from benchmarks.quality_report import quality_section
 
 
@@ -319,6 +319,33 @@ def test_results_file_has_both_sections_with_their_numbers(tmp_path) -> None:
     assert "| tiny-mlp: lr_widget within 10% of the bare loop | x1.05 | x1.02 | yes |" in text
     assert "+5.0% @ 1.0e-03" in text
     assert "time / bare loop: lr_widget x1.05 (CPU x1.02, +11 µs CPU per step)" in text
+
+
+def test_instruction_counts_give_per_step_and_per_sweep_figures_and_render() -> None:
+    stderr = "==7== Events    : Ir\n==7== Collected : 9,764,419,900\n==7== I   refs: 1\n"
+    assert step_instructions.parse_collected(stderr) == 9_764_419_900
+    with pytest.raises(RuntimeError, match="no instruction count"):
+        step_instructions.parse_collected("valgrind: failed to start")
+    short, long = step_instructions.SHORT_STEPS, step_instructions.LONG_STEPS
+    bare = {0: 1_000_000, short: 1_000_000 + short * 1_000, long: 1_000_000 + long * 1_000}
+    # lr_widget: 30 more instructions per step and 5,000 more per sweep.
+    ours = {0: 2_000_000, short: 2_005_000 + short * 1_030}
+    ours[long] = 2_005_000 + long * 1_030
+    figures = step_instructions.summarise({"bare": bare, "lr_widget": ours}, 1e-3)
+    assert figures["extra_per_step"] == 30.0
+    assert figures["extra_per_sweep"] == 5_000.0
+    assert figures["step_ratio"] == pytest.approx(1.03)
+    assert figures["extra_us_per_step"] == pytest.approx(30.0)  # 1 ns per instruction here
+    results = {
+        **figures, "environment": {"cpu": "test CPU"}, "model": "MLP", "warmup_steps": 50,
+        "steps": [short, long], "native_extra_ms_per_sweep": 1.5,
+    }  # fmt: skip
+    text = report.render(None, None, None, results)
+    assert "## Instructions per step" in text
+    assert "| lr_widget - bare | +30 | +5,000 |" in text
+    assert "under 20 µs (by instructions) | 30 µs (x1.0300 of the bare step) | **no** |" in text
+    assert "+30 instructions per step beyond the bare loop" in text
+    assert "+5,000 instructions per sweep (1.5 ms CPU, timed natively)" in text
 
 
 def test_quality_section_renders_alone() -> None:
