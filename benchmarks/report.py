@@ -297,7 +297,7 @@ def speed_headline(results: dict[str, Any]) -> list[str]:
 def instructions_headline(results: dict[str, Any]) -> list[str]:
     """One bullet: lr_widget's instructions per step and per sweep beyond the bare loop."""
     return [
-        f"tiny-mlp, counted by callgrind (noise-free): lr_widget "
+        f"tiny-mlp, counted by callgrind (not moved by the machine's load): lr_widget "
         f"{results['extra_per_step']:+,.0f} instructions per step beyond the bare loop "
         f"(x{results['step_ratio']:.4f}), about {fmt(results['extra_us_per_step'])} µs CPU per "
         f"step at this machine's rate; {results['extra_per_sweep']:+,.0f} instructions per "
