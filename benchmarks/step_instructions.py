@@ -15,7 +15,7 @@ measured natively, divided by its instructions per step), assuming lr_widget's P
 the bare step's instructions per cycle. The per-sweep cost is also timed natively (2-step sweeps,
 interleaved, CPU time): its instructions run at another rate than torch's kernels do::
 
-    python -m benchmarks.step_instructions          # about 10 minutes on two cores
+    python -m benchmarks.step_instructions          # about 12 minutes on two cores
 
 It saves ``results/step_instructions.json`` and rewrites ``RESULTS.md``.
 """
