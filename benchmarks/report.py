@@ -354,11 +354,13 @@ def render(
     quality: dict[str, Any] | None,
     rescored: dict[str, Any] | None = None,
     instructions: dict[str, Any] | None = None,
+    widget_cost: dict[str, Any] | None = None,
 ) -> str:
     """The whole RESULTS.md text; the 20-task offline scoring (``rescored``), when present,
     replaces the older quality run."""
     from benchmarks.quality_report import quality_headline, quality_section
     from benchmarks.rescore import rescored_headline, rescored_section
+    from benchmarks.widget_cost_report import widget_cost_headline, widget_cost_section
 
     if rescored is not None:
         quality = None
@@ -371,6 +373,8 @@ def render(
     bullets = (speed_headline(speed) if speed else []) + (
         quality_headline(quality) if quality else []
     )
+    if widget_cost is not None:
+        bullets += widget_cost_headline(widget_cost)
     if instructions is not None:
         bullets += instructions_headline(instructions)
     if rescored is not None:
@@ -379,6 +383,8 @@ def render(
         parts += ["## Headline", "\n".join(f"- {bullet}" for bullet in bullets)]
     if speed is not None:
         parts.append(speed_section(speed))
+    if widget_cost is not None:
+        parts.append(widget_cost_section(widget_cost))
     if instructions is not None:
         parts.append(instructions_section(instructions))
     if quality is not None:
@@ -400,5 +406,6 @@ def write_results(results_dir: Path, quick: bool = False) -> Path:
     target = results_dir.parent / f"RESULTS{suffix}.md"
     rescored = None if quick else _load(results_dir / "quality-rescored.json")
     instructions = None if quick else _load(results_dir / "step_instructions.json")
-    target.write_text(render(speed, quality, rescored, instructions), encoding="utf-8")
+    widget_cost = _load(results_dir / f"widget_cost{suffix}.json")
+    target.write_text(render(speed, quality, rescored, instructions, widget_cost), encoding="utf-8")
     return target

@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 __all__ = [
     "geometric_mean",
     "median",
+    "median_interval",
     "pairwise_ratios",
     "quartiles",
     "regret",
@@ -37,6 +38,30 @@ def quartiles(values: Sequence[float]) -> tuple[float, float]:
         return (values[0], values[0])
     first, _, third = statistics.quantiles(values, n=4)
     return (first, third)
+
+
+def median_interval(values: Sequence[float], confidence: float = 0.95) -> tuple[float, float]:
+    """A distribution-free ``confidence`` interval for the median of what ``values`` sample.
+
+    The interval runs from the k-th smallest to the k-th largest value, with k the largest
+    count such that fewer than k of n independent draws fall below the median with probability
+    at most ``(1 - confidence) / 2`` (binomial with p = 1/2); NaNs when n is too small for any.
+
+    >>> median_interval(list(range(1, 42)))  # 41 values: the 14th smallest to the 14th largest
+    (14, 28)
+    >>> median_interval([1.0, 2.0, 3.0])
+    (nan, nan)
+    """
+    n = len(values)
+    tail = (1.0 - confidence) / 2
+    below, k = 0.0, 0
+    while k < n // 2 and below + math.comb(n, k) / 2**n <= tail:
+        below += math.comb(n, k) / 2**n
+        k += 1
+    if k == 0:
+        return (math.nan, math.nan)
+    ordered = sorted(values)
+    return (ordered[k - 1], ordered[n - k])
 
 
 def pairwise_ratios(times: Mapping[str, Sequence[float]], baseline: str) -> dict[str, list[float]]:

@@ -9,7 +9,17 @@ import math
 import pytest
 import torch
 
-from benchmarks import anchors, quality, report, scoring, speed, stats, step_instructions, tasks
+from benchmarks import (
+    anchors,
+    quality,
+    report,
+    scoring,
+    speed,
+    stats,
+    step_instructions,
+    tasks,
+    widget_cost,
+)
 from benchmarks.quality_report import quality_section
 
 
@@ -346,6 +356,84 @@ def test_instruction_counts_give_per_step_and_per_sweep_figures_and_render() -> 
     assert "under 20 µs (by instructions) | 30 µs (x1.0300 of the bare step) | **no** |" in text
     assert "+30 instructions per step beyond the bare loop" in text
     assert "+5,000 instructions per sweep (1.5 ms CPU, timed natively)" in text
+
+
+@pytest.mark.parametrize("module", [stats, step_instructions, report])
+def test_the_benchmarks_docstring_examples_hold(module) -> None:
+    import doctest
+
+    outcome = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
+    assert outcome.attempted > 0
+    assert outcome.failed == 0
+
+
+def test_median_interval_widens_with_confidence_and_needs_enough_values() -> None:
+    values = [float(v) for v in range(1, 42)]
+    low, high = stats.median_interval(values)
+    assert low < stats.median(values) < high
+    wider = stats.median_interval(values, confidence=0.999)
+    assert wider[0] < low
+    assert wider[1] > high
+    assert all(math.isnan(bound) for bound in stats.median_interval([1.0, 2.0, 3.0, 4.0, 5.0]))
+    assert stats.median_interval([3.0, 1.0, 2.0, 5.0, 4.0, 6.0]) == (1.0, 6.0)  # 97% at n = 6
+
+
+def test_session_comm_encodes_and_signs_each_widget_message_as_a_kernel_does(monkeypatch) -> None:
+    import comm
+    import ipywidgets
+    from jupyter_client.session import Session
+
+    monkeypatch.setattr(comm, "create_comm", comm.create_comm)  # restored after the test
+    widget_cost.install_session_comm()
+    slider = ipywidgets.IntSlider()
+    widget_cost.TALLY.reset()
+    slider.value = 7
+    assert widget_cost.TALLY.messages == 1
+    frames = widget_cost.TALLY.last_frames
+    assert widget_cost.TALLY.largest_bytes == sum(len(frame) for frame in frames)
+    delimiter = frames.index(b"<IDS|MSG>")
+    message = Session(key=widget_cost.SESSION_KEY).deserialize(frames[delimiter + 1 :])
+    assert message["msg_type"] == "comm_msg"
+    assert message["content"]["comm_id"] == slider.model_id
+    assert message["content"]["data"] == {"method": "update", "state": {"value": 7},
+                                          "buffer_paths": []}  # fmt: skip
+    with pytest.raises(ValueError, match="Invalid Signature"):
+        Session(key=b"another key").deserialize(frames[delimiter + 1 :])
+    slider.close()
+
+
+def test_widget_cost_times_every_contender_and_renders_its_verdicts(monkeypatch) -> None:
+    import comm
+
+    monkeypatch.setattr(comm, "create_comm", comm.create_comm)
+    widget_cost.install_session_comm()
+    case = widget_cost.WidgetCase("tiny-mlp", "tiny-mlp", 100, 1)
+    short = widget_cost.WidgetCase("tiny-mlp", "tiny-mlp", 3, 1)
+    raw = widget_cost.measure_case(short, rounds=1)
+    assert set(raw["cpu_s"]) == set(widget_cost.CONTENDERS)
+    assert all(len(times) == 1 and times[0] > 0 for times in raw["cpu_s"].values())
+    assert raw["messages_per_sweep"] > 10
+    assert raw["largest_message_bytes"] > 0
+    # Synthetic rounds: the widget 1% over headless in every one, then 4% over with a spread
+    # that reaches past the 5% target.
+    base = [0.1] * 9
+    steady = {**raw, "cpu_s": {name: base for name in widget_cost.CONTENDERS}}
+    steady["cpu_s"] = {**steady["cpu_s"], "live": [0.101] * 9}
+    steady["wall_s"] = steady["cpu_s"]
+    spread = dict(steady)
+    spread["cpu_s"] = {**steady["cpu_s"], "live": [0.1 * r for r in
+                       (1.0, 1.01, 1.02, 1.03, 1.04, 1.05, 1.06, 1.07, 1.08)]}  # fmt: skip
+    summaries = [widget_cost.summarise_case(case, steady), widget_cost.summarise_case(case, spread)]
+    assert summaries[0]["target"] == 1.05
+    assert summaries[0]["contenders"]["live"]["cpu_ratio"] == pytest.approx(1.01)
+    assert summaries[0]["contenders"]["live"]["cpu_extra_ms"] == pytest.approx(1.0)
+    text = report.render(None, None, widget_cost={"environment": {"cpu": "test CPU"},
+                                                  "cases": summaries})  # fmt: skip
+    assert "## The live widget's own cost" in text
+    assert "| tiny-mlp: live widget within 5% of headless (CPU) | x1.01 (95% 1.01-1.01) | " \
+        "yes (the whole 95% interval) |" in text  # fmt: skip
+    assert "x1.04 (95% 1.01-1.07) | median only: the 95% interval reaches past it |" in text
+    assert "Live widget / headless, CPU time in one process" in text
 
 
 def test_quality_section_renders_alone() -> None:
