@@ -11,6 +11,7 @@ import threading
 from collections.abc import Callable
 
 from lr_widget.confirm import Confirmation
+from lr_widget.torch_threads import adopt_torch_threads
 from lr_widget.widget.runner import MainThreadQueue
 
 __all__ = ["ConfirmDone", "ProbeJob"]
@@ -58,6 +59,7 @@ class ProbeJob:
         confirmation: Confirmation | None = None
         error: BaseException | None = None
         try:
+            adopt_torch_threads()
             confirmation = work()
         except BaseException as exc:  # shown in the widget; confirm_lr has restored the state
             error = exc

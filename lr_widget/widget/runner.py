@@ -24,6 +24,7 @@ from time import monotonic
 from typing import Any
 
 from lr_widget.engine import StepCallback, StepEvent
+from lr_widget.torch_threads import adopt_torch_threads
 
 __all__ = [
     "IDLE_EXIT_S",
@@ -149,6 +150,7 @@ class SweepThreads:
                         return
                 continue  # submit() took this thread meanwhile: its job is on the way
             try:
+                adopt_torch_threads()  # the count the user set, read at each job: it may change
                 job()
             except Exception as error:  # a bug in a hook: report it as a dying thread would
                 threading.excepthook(

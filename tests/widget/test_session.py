@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 from typing import Any
 
@@ -11,7 +12,10 @@ import torch
 import traitlets
 
 from lr_widget import LRFinder, RangeTestResult
+from lr_widget.confirm import Confirmation
 from lr_widget.widget import runner
+from lr_widget.widget.probes import ProbeJob
+from lr_widget.widget.runner import MainThreadQueue
 from lr_widget.widget.selection import Selection
 from lr_widget.widget.session import SweepSession
 from lr_widget.widget.targets import LRTargets
@@ -131,6 +135,53 @@ def test_a_hook_that_raises_is_reported_and_the_thread_serves_on(
     assert done[1].wait(20)
     assert [type(error) for error in reported] == [RuntimeError]
     assert ran[0] is ran[1]  # the thread survived and was reused
+
+
+def _openmp() -> Any:
+    """The OpenMP runtime torch was built with (its wheel ships libgomp), or skip."""
+    import ctypes
+    import pathlib
+
+    libraries = sorted(pathlib.Path(torch.__file__).parent.glob("lib/libgomp*.so*"))
+    if not libraries or not torch.backends.openmp.is_available():
+        pytest.skip("this torch has no bundled OpenMP runtime to ask")
+    return ctypes.CDLL(str(libraries[0]))
+
+
+OPENMP_DEFAULT = int(os.environ.get("OMP_NUM_THREADS", "0").split(",")[0] or 0) or os.cpu_count()
+
+
+@pytest.mark.skipif(OPENMP_DEFAULT == 1, reason="OpenMP's default is one thread: nothing to see")
+def test_sweep_and_probe_threads_train_with_the_torch_thread_count_the_user_set(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """torch.set_num_threads reaches OpenMP in the calling thread only: a new thread would run
+    its first ops on every core (spinning), unless lr_widget hands the count over."""
+    openmp = _openmp()
+    monkeypatch.setattr(runner, "IDLE_EXIT_S", 0.3)
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        fresh = threading.Thread(target=lambda: seen.append(openmp.omp_get_max_threads()))
+        seen: list[int] = []
+        fresh.start()
+        fresh.join(20)
+        assert seen == [OPENMP_DEFAULT]  # the trap itself: a plain new thread's default
+        seen.clear()
+        done = threading.Event()
+        runner.SweepThreads().submit(lambda: seen.append(openmp.omp_get_max_threads()), done.set)
+        assert done.wait(20)
+        job = ProbeJob(MainThreadQueue())
+
+        def probe() -> Confirmation:
+            seen.append(openmp.omp_get_max_threads())
+            raise RuntimeError("no confirmation needed")
+
+        assert job.start(probe, lambda confirmation, error: None)
+        assert job.join(20)
+        assert seen == [1, 1]
+    finally:
+        torch.set_num_threads(before)
 
 
 def test_shown_is_derived_once_per_result_and_smoothing_and_never_changes_the_result() -> None:
