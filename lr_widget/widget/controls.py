@@ -127,6 +127,13 @@ class Controls:
             rule: ipywidgets.Button(description=rule, disabled=True, layout={"width": "auto"})
             for rule in rules
         }
+        # Hidden while a sweep runs (the buttons would pick the previous result's LRs): one
+        # message for the row, where disabling each button and enabling it again sent two per
+        # rule per sweep. "hidden", not "none": the row keeps its room, so nothing jumps.
+        self.suggestion_row = ipywidgets.HBox(
+            [ipywidgets.Label("suggestions:"), *self.suggestion_buttons.values()],
+            layout={"align_items": "center", "flex_flow": "row wrap"},
+        )
         self.confirm_button = ipywidgets.Button(
             description=CONFIRM_BUTTON,
             icon="check",
@@ -160,12 +167,7 @@ class Controls:
         """The control rows, top to bottom."""
         return [
             ipywidgets.HBox(
-                [
-                    self.selection_label,
-                    ipywidgets.Label("suggestions:"),
-                    *self._buttons(),
-                    self.confirm_button,
-                ],
+                [self.selection_label, self.suggestion_row, self.confirm_button],
                 layout={"align_items": "center", "flex_flow": "row wrap"},
             ),
             self.spread_label,
@@ -182,9 +184,6 @@ class Controls:
             self.curvature_label,
             self.status,
         ]
-
-    def _buttons(self) -> list[Any]:
-        return list(self.suggestion_buttons.values())
 
     # -- main thread ------------------------------------------------------------------------
     def sweep_changes(self) -> dict[str, Any]:
@@ -205,9 +204,16 @@ class Controls:
             slider.disabled = running or not can_run
         self.keep_button.disabled = running or not can_keep
         self.confirm_button.disabled = running or not (can_run and can_keep)
-        if running:
-            for button in self.suggestion_buttons.values():
-                button.disabled = True
+        self._show_suggestion_row(not running)
+
+    def _show_suggestion_row(self, show: bool) -> None:
+        """Show the suggestion buttons, or hide them if any could be clicked (all disabled, as
+        before the first answers, they are left as they are: no message)."""
+        layout = self.suggestion_row.layout
+        if show and layout.visibility == "hidden":
+            layout.visibility = "visible"
+        elif not show and any(not button.disabled for button in self.suggestion_buttons.values()):
+            layout.visibility = "hidden"
 
     def set_kept(self, count: int) -> None:
         """Enable Clear while something is kept."""
@@ -229,7 +235,7 @@ class Controls:
                 tooltip = f"{spread.describe()}\n{tooltip}"
             disabled = suggestion is None or suggestion.lr is None
             if (button.disabled, button.tooltip) == (disabled, tooltip):
-                continue  # each sweep clears them at its start: skip the unchanged ones
+                continue  # a re-run with the same answers sends nothing
             with button.hold_sync():  # one message, not one per trait
                 button.disabled, button.tooltip = disabled, tooltip
 

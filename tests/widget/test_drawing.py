@@ -174,6 +174,24 @@ def test_suggestion_markers_and_legend_appear_when_the_sweep_ends(setup: Setup) 
     assert marks["valley"].visible
 
 
+def test_the_last_sweeps_suggestion_buttons_hide_while_a_new_sweep_runs(setup: Setup) -> None:
+    step = ScriptedStep(hold_at=80 + 40, loss_of_lr=valley_curve)  # step 40 of the second sweep
+    w = setup.widget(step, num_steps=80, start_lr=1e-6, end_lr=1.0, diverge_factor=math.inf)
+    row, button = w.controls.suggestion_row, w.controls.suggestion_buttons[DEFAULT_RULE]
+    w.run()
+    w.wait()
+    assert not button.disabled
+    assert row.layout.visibility != "hidden"
+    w.run()
+    step.wait_until_held()
+    assert row.layout.visibility == "hidden"  # one message: no stale picks while it runs
+    assert not button.disabled  # untouched: unchanged answers cost nothing at the end
+    step.release()
+    w.wait()
+    assert row.layout.visibility == "visible"
+    assert not button.disabled
+
+
 def test_the_lr_axis_has_readable_decade_ticks(setup: Setup) -> None:
     w = setup.widget(ScriptedStep(), start_lr=1e-7, end_lr=10.0)
     axis = w.plot.x_axis
