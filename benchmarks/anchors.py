@@ -205,8 +205,10 @@ def _count_widget_messages() -> list[tuple[Any, Any]]:
 def prepare_lr_widget_live(setup: Setup, spec: SweepSpec) -> Runner:
     """The same sweep as :func:`prepare_lr_widget`, driven by a live ``LRWidget``.
 
-    Outside a kernel, widgets talk to a dummy comm: every update is built and serialised as in a
-    notebook, only nothing is sent over a socket. Each sweep also counts the messages the widget
+    Outside a kernel, widgets talk to a dummy comm: every update's state is built and its arrays
+    turned into buffers as in a notebook, but the comm drops the message before the kernel would
+    JSON-encode and sign it (:mod:`benchmarks.widget_cost` pays that part too). Each sweep also
+    counts the messages the widget
     sends and the size of the largest one (its JSON state plus binary buffers): the payload a
     browser would receive.
     """

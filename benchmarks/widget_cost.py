@@ -12,7 +12,10 @@ divided by the headless sweep's time of the same round:
 - ``headless-again``: the same once more, the A/A control: its ratio is the noise itself;
 - ``headless-in-thread``: the same, run in the widget's sweep thread pool and waited for: the
   part of the widget's cost that comes from sweeping in a thread, with nothing drawn;
-- ``live``: ``LRWidget(..., autostart=False)``, then ``run()`` and ``wait()`` per round.
+- ``live``: ``LRWidget(..., autostart=False)``, then ``run()`` and ``wait()`` per round;
+- ``live-fresh-thread``: the same, each sweep in a newly started sweep thread, as a notebook's
+  sweep is once the last one's thread has idled out (``IDLE_EXIT_S``): the thread start, and
+  torch's intra-op thread count handed to that thread (:mod:`lr_widget.torch_threads`).
 
 Outside a kernel a widget's comm is a dummy that drops each message before it is encoded. Here
 each message goes through what ipykernel does with it short of the socket
@@ -63,8 +66,9 @@ __all__ = [
 ]
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
-BASELINE, CONTROL, IN_THREAD, LIVE = "headless", "headless-again", "headless-in-thread", "live"
-CONTENDERS = (BASELINE, CONTROL, IN_THREAD, LIVE)
+BASELINE, CONTROL, IN_THREAD = "headless", "headless-again", "headless-in-thread"
+LIVE, FRESH_THREAD = "live", "live-fresh-thread"
+CONTENDERS = (BASELINE, CONTROL, IN_THREAD, LIVE, FRESH_THREAD)
 SESSION_KEY = b"lr_widget benchmark"
 
 
@@ -81,7 +85,7 @@ class WidgetCase:
 CASES = (
     WidgetCase("tiny-mlp, 2 steps", "tiny-mlp", 2, 41),
     WidgetCase("tiny-mlp", "tiny-mlp", 100, 41),
-    WidgetCase("mid-cnn", "mid-cnn", 100, 7),
+    WidgetCase("mid-cnn", "mid-cnn", 100, 11),
 )
 
 
@@ -151,15 +155,35 @@ def _in_sweep_thread(run: Callable[[], Any]) -> Callable[[], Any]:
     return in_thread
 
 
+def _in_fresh_threads(run: Callable[[], Any]) -> Callable[[], Any]:
+    """``run`` with an empty pool of sweep threads, so that its sweep starts a thread (the
+    pool's thread idles out after ``IDLE_EXIT_S``, as in a notebook)."""
+    from lr_widget.widget import runner
+
+    def fresh() -> Any:
+        shared = runner.SWEEP_THREADS
+        runner.SWEEP_THREADS = runner.SweepThreads()
+        try:
+            return run()
+        finally:
+            runner.SWEEP_THREADS = shared
+
+    return fresh
+
+
 def prepare_contenders(case: WidgetCase) -> dict[str, Callable[[], Any]]:
     """One runner per contender, each with its own model built from seed 0."""
     model = SPEED_MODELS[case.model]
     spec = SweepSpec(START_LR, END_LR, case.num_steps, stop_on_divergence=False, suggest=False)
     runners: dict[str, Callable[[], Any]] = {}
     for name in CONTENDERS:
-        kind = "lr_widget-live" if name == LIVE else "lr_widget-suggest"
+        kind = "lr_widget-live" if name in (LIVE, FRESH_THREAD) else "lr_widget-suggest"
         runner = prepare(kind, model.build(0), spec)
-        runners[name] = _in_sweep_thread(runner) if name == IN_THREAD else runner
+        if name == IN_THREAD:
+            runner = _in_sweep_thread(runner)
+        elif name == FRESH_THREAD:
+            runner = _in_fresh_threads(runner)
+        runners[name] = runner
     return runners
 
 

@@ -13,6 +13,7 @@ _ROLES = {
     "headless-again": "the same again: the A/A control",
     "headless-in-thread": "the same in a sweep thread, nothing drawn",
     "live": "LRWidget run() + wait(), messages encoded and signed",
+    "live-fresh-thread": "the same, each sweep in a newly started thread (after an idle pause)",
 }
 
 
@@ -70,7 +71,8 @@ def widget_cost_section(results: dict[str, Any]) -> str:
         "process. Each widget message is built, JSON-encoded and HMAC-signed by a "
         "`jupyter_client` Session on the thread that sends it, as in a kernel, short of the "
         "socket. `headless-in-thread` separates the cost of sweeping in a thread from the "
-        "cost of drawing.",
+        "cost of drawing; `live-fresh-thread` adds a thread start per sweep, as a notebook pays "
+        "once the previous sweep's thread has idled out.",
     ]
     target_rows = []
     for case in results["cases"]:
