@@ -233,6 +233,7 @@ def summarise_case(case: WidgetCase, raw: dict[str, Any]) -> dict[str, Any]:
             )
         row["median_cpu_ms"] = median(raw["cpu_s"][name]) * 1e3
         rows[name] = row
+    drawing = [a / b for a, b in zip(raw["cpu_s"][LIVE], raw["cpu_s"][IN_THREAD], strict=True)]
     return {
         "case": case.name,
         "model": case.model,
@@ -241,6 +242,15 @@ def summarise_case(case: WidgetCase, raw: dict[str, Any]) -> dict[str, Any]:
         "rounds": len(raw["cpu_s"][BASELINE]),
         "target": report.WIDGET_TARGETS.get(case.model) if case.num_steps >= 100 else None,
         "contenders": rows,
+        # The drawing alone: live against the same sweep in the same thread pool, same round.
+        "drawing_cpu_ratio": median(drawing),
+        "drawing_cpu_ratio_interval": median_interval(drawing),
+        "drawing_cpu_extra_ms": median(
+            [
+                (a - b) * 1e3
+                for a, b in zip(raw["cpu_s"][LIVE], raw["cpu_s"][IN_THREAD], strict=True)
+            ]
+        ),
         "messages_per_sweep": raw["messages_per_sweep"],
         "largest_message_bytes": raw["largest_message_bytes"],
         "raw": raw,

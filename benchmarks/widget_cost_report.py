@@ -107,9 +107,12 @@ def widget_cost_section(results: dict[str, Any]) -> str:
                 table,
             )
         )
+        low, high = case["drawing_cpu_ratio_interval"]
         parts.append(
             f"The live widget sent {case['messages_per_sweep']} messages per sweep, the largest "
-            f"{fmt(case['largest_message_bytes'] / 1024)} KiB."
+            f"{fmt(case['largest_message_bytes'] / 1024)} KiB. The drawing alone (`live` / "
+            f"`headless-in-thread`, same round): x{fmt(case['drawing_cpu_ratio'])} (95% "
+            f"{fmt(low)}-{fmt(high)}), {fmt(case['drawing_cpu_extra_ms'])} ms CPU per sweep."
         )
         if case["target"] is not None:
             live = rows["live"]

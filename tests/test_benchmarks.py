@@ -427,6 +427,7 @@ def test_widget_cost_times_every_contender_and_renders_its_verdicts(monkeypatch)
     assert summaries[0]["target"] == 1.05
     assert summaries[0]["contenders"]["live"]["cpu_ratio"] == pytest.approx(1.01)
     assert summaries[0]["contenders"]["live"]["cpu_extra_ms"] == pytest.approx(1.0)
+    assert summaries[0]["drawing_cpu_ratio"] == pytest.approx(1.01)  # live / headless-in-thread
     text = report.render(None, None, widget_cost={"environment": {"cpu": "test CPU"},
                                                   "cases": summaries})  # fmt: skip
     assert "## The live widget's own cost" in text
@@ -434,6 +435,7 @@ def test_widget_cost_times_every_contender_and_renders_its_verdicts(monkeypatch)
         "yes (the whole 95% interval) |" in text  # fmt: skip
     assert "x1.04 (95% 1.01-1.07) | median only: the 95% interval reaches past it |" in text
     assert "Live widget / headless, CPU time in one process" in text
+    assert "The drawing alone (`live` / `headless-in-thread`, same round): x1.01 (95% " in text
 
 
 def test_quality_section_renders_alone() -> None:
