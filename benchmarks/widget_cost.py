@@ -42,7 +42,7 @@ import json
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -52,7 +52,7 @@ import torch
 from benchmarks import report
 from benchmarks.anchors import SweepSpec, prepare
 from benchmarks.speed import END_LR, SPEED_MODELS, START_LR
-from benchmarks.stats import median, median_interval, quartiles
+from benchmarks.stats import median, median_interval, pairwise_ratios, quartiles
 from benchmarks.widget_cost_report import widget_cost_headline
 
 __all__ = [
@@ -215,25 +215,31 @@ def measure_case(case: WidgetCase, rounds: int) -> dict[str, Any]:
     }
 
 
+def _against(times: Mapping[str, Sequence[float]], baseline: str, name: str) -> dict[str, Any]:
+    """``name``'s times against ``baseline``'s in the same rounds: the median ratio, its
+    quartiles and 95% interval, and the median difference in milliseconds."""
+    ratios = pairwise_ratios(times, baseline)[name]
+    extra_ms = [(a - b) * 1e3 for a, b in zip(times[name], times[baseline], strict=True)]
+    return {
+        "ratio": median(ratios),
+        "ratio_quartiles": quartiles(ratios),
+        "ratio_interval": median_interval(ratios),
+        "extra_ms": median(extra_ms),
+    }
+
+
 def summarise_case(case: WidgetCase, raw: dict[str, Any]) -> dict[str, Any]:
     """Per contender: the median ratio to ``headless`` (same round) in CPU and wall time, its
-    quartiles and 95% interval, and the median CPU milliseconds beyond ``headless``."""
+    quartiles and 95% interval, and the median CPU milliseconds beyond ``headless``; and the
+    drawing alone: ``live`` against ``headless-in-thread`` (the same sweep in the same pool)."""
     rows = {}
     for name in CONTENDERS:
-        row: dict[str, Any] = {}
-        for clock in ("cpu_s", "wall_s"):
-            mine, base = raw[clock][name], raw[clock][BASELINE]
-            ratios = [a / b for a, b in zip(mine, base, strict=True)]
-            key = clock.removesuffix("_s")
-            row[f"{key}_ratio"] = median(ratios)
-            row[f"{key}_ratio_quartiles"] = quartiles(ratios)
-            row[f"{key}_ratio_interval"] = median_interval(ratios)
-            row[f"{key}_extra_ms"] = median(
-                [(a - b) * 1e3 for a, b in zip(mine, base, strict=True)]
-            )
-        row["median_cpu_ms"] = median(raw["cpu_s"][name]) * 1e3
+        row: dict[str, Any] = {"median_cpu_ms": median(raw["cpu_s"][name]) * 1e3}
+        for clock in ("cpu", "wall"):
+            compared = _against(raw[f"{clock}_s"], BASELINE, name)
+            row.update({f"{clock}_{key}": value for key, value in compared.items()})
         rows[name] = row
-    drawing = [a / b for a, b in zip(raw["cpu_s"][LIVE], raw["cpu_s"][IN_THREAD], strict=True)]
+    drawing = _against(raw["cpu_s"], IN_THREAD, LIVE)
     return {
         "case": case.name,
         "model": case.model,
@@ -242,15 +248,7 @@ def summarise_case(case: WidgetCase, raw: dict[str, Any]) -> dict[str, Any]:
         "rounds": len(raw["cpu_s"][BASELINE]),
         "target": report.WIDGET_TARGETS.get(case.model) if case.num_steps >= 100 else None,
         "contenders": rows,
-        # The drawing alone: live against the same sweep in the same thread pool, same round.
-        "drawing_cpu_ratio": median(drawing),
-        "drawing_cpu_ratio_interval": median_interval(drawing),
-        "drawing_cpu_extra_ms": median(
-            [
-                (a - b) * 1e3
-                for a, b in zip(raw["cpu_s"][LIVE], raw["cpu_s"][IN_THREAD], strict=True)
-            ]
-        ),
+        **{f"drawing_cpu_{key}": value for key, value in drawing.items()},
         "messages_per_sweep": raw["messages_per_sweep"],
         "largest_message_bytes": raw["largest_message_bytes"],
         "raw": raw,
