@@ -13,7 +13,8 @@ ranges from :mod:`lr_widget.axes`, as for :meth:`lr_widget.result.SweepResult.pl
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import ExitStack, contextmanager
 from typing import Any
 
 import ipywidgets
@@ -266,56 +267,67 @@ class LossPlot:
     # -- owner of the curves: the sweep thread while sweeping, else the main thread ----------
     def draw_curves(self, curves: Curves) -> None:
         """Draw the loss curves and fit the y range to them (and to the band and kept ones)."""
-        set_line(self.raw_line, curves.lrs, curves.losses)
-        set_line(self.loss_line, curves.lrs, curves.smoothed)
         has_val = curves.val_losses is not None and curves.smoothed_val is not None
-        if curves.val_losses is not None and curves.smoothed_val is not None:
-            set_line(self.raw_val_line, curves.lrs, curves.val_losses)
-            set_line(self.val_line, curves.lrs, curves.smoothed_val)
-        for line in (self.raw_val_line, self.val_line):
-            if line.visible != has_val:
-                line.visible = line.display_legend = has_val
-        self.draw_fit(curves)
+        with _held(*self._single_run_lines()):  # one message per line, style and data together
+            set_line(self.raw_line, curves.lrs, curves.losses)
+            set_line(self.loss_line, curves.lrs, curves.smoothed)
+            if curves.val_losses is not None and curves.smoothed_val is not None:
+                set_line(self.raw_val_line, curves.lrs, curves.val_losses)
+                set_line(self.val_line, curves.lrs, curves.smoothed_val)
+            for line in (self.raw_val_line, self.val_line):
+                if line.visible != has_val:
+                    line.visible = line.display_legend = has_val
+            self._draw_fit(curves, has_val=curves.val_losses is not None)
+        self._draw_points_and_fit_y(curves)
 
     def draw_fit(self, curves: Curves) -> None:
         """Draw (or hide) the lag-free fit of the curves already drawn, with the hover points
         on the main series and the y range refit: the end of a sweep adds only this."""
-        self._draw_fit(curves, has_val=curves.val_losses is not None)
+        with _held(*self._single_run_lines()):
+            self._draw_fit(curves, has_val=curves.val_losses is not None)
+        self._draw_points_and_fit_y(curves)
+
+    def _draw_points_and_fit_y(self, curves: Curves) -> None:
+        """After the lines: the hover points on the main series, and the y range refit."""
         self.draw_points(curves.lrs, curves.curve)
         self._y_ranges["curves"] = robust_y_range(curves.curve, curves.raw)
         self._fit_y()
 
     def _draw_fit(self, curves: Curves, has_val: bool) -> None:
         """The lag-free fit over the EMA of the series it fits (hidden while a run grows); the
-        EMA it replaces as the main curve fades. Styles change only when the fit comes or goes."""
+        EMA it replaces as the main curve fades. Styles change only when the fit comes or goes.
+        Callers hold the lines' syncs, so that a line's data and style go in one message."""
         fitted = curves.fitted is not None
         ema = self.val_line if has_val else self.loss_line
         if curves.fitted is not None:
             set_line(self.fit_line, curves.lrs, curves.fitted)
         if self.fit_line.visible != fitted:
-            with self.fit_line.hold_sync():
-                if fitted:
-                    self.fit_line.colors = [VAL_COLOR if has_val else LOSS_COLOR]
-                    self.fit_line.labels = [f"val {FIT_LABEL}" if has_val else FIT_LABEL]
-                else:
-                    set_line(self.fit_line, np.zeros(0), np.zeros(0))
-                self.fit_line.visible = self.fit_line.display_legend = fitted
+            if fitted:
+                self.fit_line.colors = [VAL_COLOR if has_val else LOSS_COLOR]
+                self.fit_line.labels = [f"val {FIT_LABEL}" if has_val else FIT_LABEL]
+            else:
+                set_line(self.fit_line, np.zeros(0), np.zeros(0))
+            self.fit_line.visible = self.fit_line.display_legend = fitted
         for line in (self.loss_line, self.val_line):
             faded = fitted and line is ema
             if (line.opacities == [EMA_OPACITY]) != faded:
-                with line.hold_sync():
-                    line.opacities = [EMA_OPACITY if faded else 1.0]
-                    line.line_style = "dashed" if faded else "solid"
+                line.opacities = [EMA_OPACITY if faded else 1.0]
+                line.line_style = "dashed" if faded else "solid"
 
     def clear_curves(self) -> None:
         """Empty the single-run lines (a repeated result shows its median instead)."""
         empty = np.zeros(0)
-        for line in (self.raw_line, self.loss_line, self.raw_val_line, self.val_line):
-            set_line(line, empty, empty)
-        self._draw_fit(Curves.empty(), has_val=False)
-        self.raw_val_line.visible = self.raw_val_line.display_legend = False
-        self.val_line.visible = self.val_line.display_legend = False
+        with _held(*self._single_run_lines()):
+            for line in (self.raw_line, self.loss_line, self.raw_val_line, self.val_line):
+                set_line(line, empty, empty)
+            self._draw_fit(Curves.empty(), has_val=False)
+            self.raw_val_line.visible = self.raw_val_line.display_legend = False
+            self.val_line.visible = self.val_line.display_legend = False
         self._y_ranges["curves"] = None
+
+    def _single_run_lines(self) -> tuple[Any, ...]:
+        """The lines of a single run: raw and smoothed loss (and validation loss), the fit."""
+        return (self.raw_line, self.loss_line, self.raw_val_line, self.val_line, self.fit_line)
 
     def draw_band(self, band: NoiseBand | None, bumps: Sequence[Bump] = (), runs: int = 0) -> None:
         """Draw the noise band of ``runs`` repeated runs (``None`` hides it) and refit y."""
@@ -332,6 +344,16 @@ class LossPlot:
         if y_range is not None:
             with self.y_scale.hold_sync():
                 self.y_scale.min, self.y_scale.max = y_range
+
+
+@contextmanager
+def _held(*widgets: Any) -> Iterator[None]:
+    """Hold the sync of every widget: on leaving, each sends one message with all its changes
+    (none if unchanged), in the order given."""
+    with ExitStack() as stack:
+        for widget in reversed(widgets):  # the first entered is the last to leave, and send
+            stack.enter_context(widget.hold_sync())
+        yield
 
 
 def _line(

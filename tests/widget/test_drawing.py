@@ -11,6 +11,7 @@ import pytest
 from lr_widget import RangeTestResult, StopReason
 from lr_widget.axes import MAX_DRAWN_POINTS, decade_ticks, robust_y_range
 from lr_widget.smoothing import debiased_ema
+from lr_widget.style import EMA_OPACITY
 from lr_widget.suggestions import DEFAULT_RULE
 from lr_widget.widget import LRWidget, runner
 from lr_widget.widget.clicks import TOOLTIP_CLASS, TRANSPARENT_PNG
@@ -51,6 +52,21 @@ def test_live_updates_are_throttled_and_the_final_state_is_always_sent(
     assert lengths[-1] == num_steps
     np.testing.assert_allclose(drawn(w.plot.loss_line.y), debiased_ema(result.losses, result.beta))
     np.testing.assert_allclose(drawn(w.plot.raw_line.y), result.losses)
+
+
+def test_a_lines_style_travels_with_its_data_in_one_message(setup: Setup) -> None:
+    # The fit appears at a sweep's end and the EMA fades under it; the next sweep hides the fit
+    # and unfades the EMA. Each change of style goes in the message that carries the new data.
+    w = setup.widget(ScriptedStep(loss_of_lr=valley_curve), num_steps=30)
+    w.run()
+    w.wait()
+    sent = {name: _record_updates(getattr(w.plot, name)) for name in ("loss_line", "fit_line")}
+    w.run()
+    w.wait()
+    loss, fit = sent["loss_line"], sent["fit_line"]
+    assert [state["opacities"] for state in loss if "opacities" in state] == [[1.0], [EMA_OPACITY]]
+    assert [state["visible"] for state in fit if "visible" in state] == [False, True]
+    assert all("y" in state for state in loss + fit), (loss, fit)
 
 
 def test_resmoothing_redraws_the_curve_without_a_sweep(setup: Setup) -> None:
