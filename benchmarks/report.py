@@ -72,6 +72,15 @@ def environment_section(environment: dict[str, Any]) -> str:
     for extra in ("scikit-learn", "ipywidgets", "bqplot"):
         if environment.get(extra):
             rows.append([extra, environment[extra]])
+    if environment.get("heap"):
+        heap = environment["heap"]
+        rows.append(
+            [
+                "glibc heap (benchmarks/heap.py)",
+                f"freed memory kept: mmap threshold {heap['mmap_threshold_bytes'] >> 20} MiB, "
+                f"trim threshold {heap['trim_threshold_bytes'] >> 20} MiB",
+            ]
+        )
     return markdown_table(["", ""], rows)
 
 
@@ -355,9 +364,11 @@ def render(
     rescored: dict[str, Any] | None = None,
     instructions: dict[str, Any] | None = None,
     widget_cost: dict[str, Any] | None = None,
+    heap: dict[str, Any] | None = None,
 ) -> str:
     """The whole RESULTS.md text; the 20-task offline scoring (``rescored``), when present,
     replaces the older quality run."""
+    from benchmarks.heap import heap_headline, heap_section
     from benchmarks.quality_report import quality_headline, quality_section
     from benchmarks.rescore import rescored_headline, rescored_section
     from benchmarks.widget_cost_report import widget_cost_headline, widget_cost_section
@@ -375,6 +386,8 @@ def render(
     )
     if widget_cost is not None:
         bullets += widget_cost_headline(widget_cost)
+    if heap is not None:
+        bullets += heap_headline(heap)
     if instructions is not None:
         bullets += instructions_headline(instructions)
     if rescored is not None:
@@ -385,6 +398,8 @@ def render(
         parts.append(speed_section(speed))
     if widget_cost is not None:
         parts.append(widget_cost_section(widget_cost))
+    if heap is not None:
+        parts.append(heap_section(heap))
     if instructions is not None:
         parts.append(instructions_section(instructions))
     if quality is not None:
@@ -407,5 +422,7 @@ def write_results(results_dir: Path, quick: bool = False) -> Path:
     rescored = None if quick else _load(results_dir / "quality-rescored.json")
     instructions = None if quick else _load(results_dir / "step_instructions.json")
     widget_cost = _load(results_dir / f"widget_cost{suffix}.json")
-    target.write_text(render(speed, quality, rescored, instructions, widget_cost), encoding="utf-8")
+    heap = None if quick else _load(results_dir / "heap.json")
+    text = render(speed, quality, rescored, instructions, widget_cost, heap)
+    target.write_text(text, encoding="utf-8")
     return target

@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import platform
+from pathlib import Path
 
 import pytest
 import torch
 
 from benchmarks import (
     anchors,
+    heap,
     quality,
     report,
     scoring,
@@ -21,6 +24,8 @@ from benchmarks import (
     widget_cost,
 )
 from benchmarks.quality_report import quality_section
+
+REPO = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(autouse=True)
@@ -358,13 +363,42 @@ def test_instruction_counts_give_per_step_and_per_sweep_figures_and_render() -> 
     assert "+5,000 instructions per sweep (1.5 ms CPU, timed natively)" in text
 
 
-@pytest.mark.parametrize("module", [stats, step_instructions, report])
+@pytest.mark.parametrize("module", [stats, step_instructions, report, heap])
 def test_the_benchmarks_docstring_examples_hold(module) -> None:
     import doctest
 
     outcome = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
     assert outcome.attempted > 0
     assert outcome.failed == 0
+
+
+_ALLOCATE_AND_FREE = """
+import resource, sys
+from benchmarks import heap
+if sys.argv[1] == "kept":
+    assert heap.keep_freed_memory() is not None
+before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+for _ in range(30):
+    blocks = [bytearray(size << 20) for size in (1, 2, 3, 5, 8)]
+    del blocks
+print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+"""
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="mallopt's thresholds are glibc's")
+def test_a_kept_heap_reuses_freed_memory_instead_of_faulting_it_back_in() -> None:
+    import subprocess
+    import sys
+
+    def faults(mode: str) -> int:
+        command = [sys.executable, "-c", _ALLOCATE_AND_FREE, mode]
+        done = subprocess.run(command, capture_output=True, text=True, check=True, cwd=REPO)
+        return int(done.stdout.split()[-1])
+
+    # 19 MiB a round: glibc hands most of it back each time and faults it in again (about
+    # 120,000 faults); kept, only the first round's pages fault (about 5,000).
+    default, kept = faults("default"), faults("kept")
+    assert kept * 5 < default, (default, kept)
 
 
 def test_median_interval_widens_with_confidence_and_needs_enough_values() -> None:
@@ -407,7 +441,7 @@ def test_widget_cost_times_every_contender_and_renders_its_verdicts(monkeypatch)
 
     monkeypatch.setattr(comm, "create_comm", comm.create_comm)
     widget_cost.install_session_comm()
-    case = widget_cost.WidgetCase("tiny-mlp", "tiny-mlp", 100, 1)
+    case = widget_cost.WidgetCase("tiny-mlp", "tiny-mlp", 100, 1, target=1.05)
     short = widget_cost.WidgetCase("tiny-mlp", "tiny-mlp", 3, 1)
     raw = widget_cost.measure_case(short, rounds=1)
     assert set(raw["cpu_s"]) == set(widget_cost.CONTENDERS)
@@ -425,6 +459,7 @@ def test_widget_cost_times_every_contender_and_renders_its_verdicts(monkeypatch)
                        (1.0, 1.01, 1.02, 1.03, 1.04, 1.05, 1.06, 1.07, 1.08)]}  # fmt: skip
     summaries = [widget_cost.summarise_case(case, steady), widget_cost.summarise_case(case, spread)]
     assert summaries[0]["target"] == 1.05
+    assert widget_cost.summarise_case(short, steady)["target"] is None  # informs, no verdict
     assert summaries[0]["contenders"]["live"]["cpu_ratio"] == pytest.approx(1.01)
     assert summaries[0]["contenders"]["live"]["cpu_extra_ms"] == pytest.approx(1.0)
     assert summaries[0]["drawing_cpu_ratio"] == pytest.approx(1.01)  # live / headless-in-thread
