@@ -36,6 +36,7 @@ from typing import Any
 __all__ = [
     "MMAP_THRESHOLD_BYTES",
     "TRIM_THRESHOLD_BYTES",
+    "describe_thresholds",
     "heap_headline",
     "heap_section",
     "keep_freed_memory",
@@ -61,10 +62,26 @@ def keep_freed_memory() -> dict[str, int] | None:
         return None
     if libc.mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD_BYTES) != 1:
         return None
+    return _thresholds()
+
+
+def _thresholds() -> dict[str, int]:
     return {
         "mmap_threshold_bytes": MMAP_THRESHOLD_BYTES,
         "trim_threshold_bytes": TRIM_THRESHOLD_BYTES,
     }
+
+
+def describe_thresholds(thresholds: dict[str, int]) -> str:
+    """The thresholds as :func:`keep_freed_memory` returns them, in words.
+
+    >>> describe_thresholds(_thresholds())
+    'mmap threshold 32 MiB, trim threshold 1024 MiB'
+    """
+    return (
+        f"mmap threshold {thresholds['mmap_threshold_bytes'] >> 20} MiB, "
+        f"trim threshold {thresholds['trim_threshold_bytes'] >> 20} MiB"
+    )
 
 
 # -- measuring ----------------------------------------------------------------------------------
@@ -156,7 +173,6 @@ def heap_section(results: dict[str, Any]) -> str:
     """A row per heap setting: CPU and system seconds and page faults per sweep."""
     from benchmarks.report import environment_section, fmt, markdown_table
 
-    thresholds = results["thresholds"]
     low, high = results["cpu_ratio_interval"]
     rows = [
         [mode, fmt(f["cpu_s"]), fmt(f["system_s"]), fmt(f["minor_faults"])]
@@ -169,9 +185,8 @@ def heap_section(results: dict[str, Any]) -> str:
             f"with every suggestion, {results['model']} ({results['description']}), "
             f"{results['num_steps']} steps, in the main thread with one torch thread; each "
             f"setting in its own process, {results['rounds']} rounds alternating the order, "
-            f"{TIMED_SWEEPS} timed sweeps per process after a warm-up. `kept`: mmap threshold "
-            f"{thresholds['mmap_threshold_bytes'] >> 20} MiB and trim threshold "
-            f"{thresholds['trim_threshold_bytes'] >> 20} MiB set with `mallopt` (the same as "
+            f"{TIMED_SWEEPS} timed sweeps per process after a warm-up. `kept`: "
+            f"{describe_thresholds(results['thresholds'])}, set with `mallopt` (the same as "
             "`MALLOC_MMAP_THRESHOLD_` and `MALLOC_TRIM_THRESHOLD_` in the environment); the "
             "widget-cost benchmark runs with it.",
             markdown_table(
@@ -201,10 +216,7 @@ def run_benchmark(rounds: int) -> dict[str, Any]:
         "description": SPEED_MODELS[MODEL].description,
         "num_steps": NUM_STEPS,
         "rounds": rounds,
-        "thresholds": {
-            "mmap_threshold_bytes": MMAP_THRESHOLD_BYTES,
-            "trim_threshold_bytes": TRIM_THRESHOLD_BYTES,
-        },
+        "thresholds": _thresholds(),
         **summarise(measured),
         "raw": measured,
     }

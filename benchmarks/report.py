@@ -73,14 +73,10 @@ def environment_section(environment: dict[str, Any]) -> str:
         if environment.get(extra):
             rows.append([extra, environment[extra]])
     if environment.get("heap"):
-        heap = environment["heap"]
-        rows.append(
-            [
-                "glibc heap (benchmarks/heap.py)",
-                f"freed memory kept: mmap threshold {heap['mmap_threshold_bytes'] >> 20} MiB, "
-                f"trim threshold {heap['trim_threshold_bytes'] >> 20} MiB",
-            ]
-        )
+        from benchmarks.heap import describe_thresholds
+
+        kept = f"freed memory kept: {describe_thresholds(environment['heap'])}"
+        rows.append(["glibc heap (benchmarks/heap.py)", kept])
     return markdown_table(["", ""], rows)
 
 
