@@ -10,7 +10,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
-__all__ = ["cpu_model", "describe_environment", "git_revision", "package_version"]
+__all__ = ["cpu_model", "describe_environment", "git_revision", "load_average", "package_version"]
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -61,6 +61,11 @@ def git_revision() -> str | None:
     return commit + ("+dirty" if dirty else "")
 
 
+def load_average() -> list[float]:
+    """The 1-, 5- and 15-minute load averages, to two decimals."""
+    return [round(load, 2) for load in os.getloadavg()]
+
+
 def describe_environment(torch_threads: int | None = None) -> dict[str, Any]:
     """Machine, versions, date and load: everything a results table needs to be read."""
     import numpy
@@ -73,7 +78,7 @@ def describe_environment(torch_threads: int | None = None) -> dict[str, Any]:
         "cpu": cpu_model(),
         "cores": os.cpu_count(),
         "memory_gib": memory_gib(),
-        "load_average": [round(load, 2) for load in os.getloadavg()],
+        "load_average": load_average(),
         "os": f"{platform.system()} {platform.release()}",
         "python": platform.python_version(),
         "torch": torch.__version__,

@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import ctypes
 import json
-import os
 import platform
 import resource
 import subprocess
@@ -201,7 +200,7 @@ def heap_section(results: dict[str, Any]) -> str:
 
 def run_benchmark(rounds: int) -> dict[str, Any]:
     """``rounds`` rounds of one process per mode, the order alternating; the results document."""
-    from benchmarks.environment import describe_environment
+    from benchmarks.environment import describe_environment, load_average
     from benchmarks.speed import SPEED_MODELS
 
     environment = describe_environment(1)
@@ -210,6 +209,7 @@ def run_benchmark(rounds: int) -> dict[str, Any]:
         order = MODES if index % 2 == 0 else MODES[::-1]
         measured.append({mode: _measure(mode) for mode in order})
         print(f"round {index + 1}/{rounds} done", flush=True)
+    environment["load_average_end"] = load_average()
     return {
         "environment": environment,
         "model": MODEL,
@@ -235,7 +235,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.rounds < 1:
         parser.error(f"--rounds must be at least 1, got {args.rounds}")
     results = run_benchmark(args.rounds)
-    results["environment"]["load_average_end"] = [round(load, 2) for load in os.getloadavg()]
     path = RESULTS_DIR / "heap.json"
     path.write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8")
     print(f"wrote {path}")

@@ -314,7 +314,7 @@ def selection(plan: Plan, summaries: dict[str, Any]) -> dict[str, Any]:
 
 def run_benchmark(plan: Plan) -> dict[str, Any]:
     """Run the plan end to end; return the results document written to ``quality.json``."""
-    from benchmarks.environment import describe_environment
+    from benchmarks.environment import describe_environment, load_average
 
     environment = describe_environment(1)
     started = time.perf_counter()
@@ -339,7 +339,7 @@ def run_benchmark(plan: Plan) -> dict[str, Any]:
     summaries = {
         name: scoring.summarise_methods(regrets, group) for name, group in groups.items() if group
     }
-    environment["load_average_end"] = [round(load, 2) for load in os.getloadavg()]
+    environment["load_average_end"] = load_average()
     return {
         "benchmark": "quality",
         "quick": plan.quick,

@@ -447,7 +447,7 @@ def available_contenders(include_widget: bool) -> list[str]:
 
 def run_benchmark(quick: bool, threads: int, models: Sequence[str]) -> dict[str, Any]:
     """Measure every model; return the results document written to ``speed.json``."""
-    from benchmarks.environment import describe_environment
+    from benchmarks.environment import describe_environment, load_average
 
     environment = describe_environment(threads)
     contenders = available_contenders(include_widget=True)
@@ -467,7 +467,7 @@ def run_benchmark(quick: bool, threads: int, models: Sequence[str]) -> dict[str,
                 print(log.read()[-4000:], file=sys.stderr)
                 raise
             summaries.append(summarise_model(model, raw) | {"raw": raw})
-    environment["load_average_end"] = [round(load, 2) for load in os.getloadavg()]
+    environment["load_average_end"] = load_average()
     return {
         "benchmark": "speed", "quick": quick, "environment": environment,
         "sweep": {"start_lr": START_LR, "end_lr": END_LR, "optimizer": "AdamW"},
