@@ -129,8 +129,7 @@ def lr_widget_sweeps(name: str, seed: int) -> list[dict[str, Any]]:
     from lr_widget import find_lr
 
     task, data = get_task(name), _task_data(name)
-    model = task.fresh_model(data, seed)
-    optimizer = task.make_optimizer(model.parameters(), 1e-7)
+    model, optimizer = task.starting_point(data, seed, 1e-7)
     runs = []
     for repeat in range(SWEEP_REPEATS):
         loader = task.train_loader(data, seed + _DATA_ORDER_STRIDE * repeat)
@@ -148,10 +147,9 @@ def anchor_suggestions(tool: str, name: str, seed: int) -> dict[str, float | Non
     from benchmarks.anchors import Setup, SweepSpec, prepare
 
     task, data = get_task(name), _task_data(name)
-    setup = Setup(
-        task.fresh_model(data, seed), task.make_optimizer, task.train_loader(data, seed),
-        task.loss_fn,
-    )  # fmt: skip
+    # The anchors build their own optimizers: a mid-training task's state is not theirs to read.
+    model, _ = task.starting_point(data, seed, 1e-7)
+    setup = Setup(model, task.make_optimizer, task.train_loader(data, seed), task.loss_fn)
     sweep = prepare(tool, setup, SweepSpec())()
     return {rule: None if lr is None else float(lr) for rule, lr in sweep.suggestions.items()}
 
@@ -173,7 +171,7 @@ def _describe(cache: dict[str, Any], tasks: Sequence[str]) -> None:
         described[name] = {
             "description": task.description, "family": task.family,
             "optimizer": task.optimizer_name, "batch_size": task.batch_size,
-            "train_steps": task.train_steps, "one_cycle": task.one_cycle,
+            "train_steps": task.train_steps, "one_cycle": task.one_cycle, "start": task.start,
         }  # fmt: skip
 
 

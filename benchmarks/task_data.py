@@ -27,8 +27,10 @@ __all__ = [
     "digits_data",
     "friedman_data",
     "moons_data",
+    "source_text",
     "tabular_data",
     "text_data",
+    "windows_of",
     "wine_data",
 ]
 
@@ -144,17 +146,25 @@ def tabular_data() -> TaskData:
     return _standardise(_split(inputs, target, torch.long))
 
 
-def text_data(seq_len: int = TEXT_SEQ_LEN) -> TaskData:
-    """Character-level language modelling on the source of a few standard-library modules.
+def source_text(modules: tuple[str, ...]) -> str:
+    """The source code of the standard-library ``modules``, concatenated."""
+    return "".join(inspect.getsource(importlib.import_module(name)) for name in modules)
 
-    Non-overlapping windows of ``seq_len + 1`` characters; targets are inputs shifted by one.
-    The last windows of the text (not a random sample) are the validation set, so no validation
-    character is ever trained on.
-    """
-    text = "".join(inspect.getsource(importlib.import_module(name)) for name in TEXT_MODULES)
-    code_of = {char: code for code, char in enumerate(sorted(set(text)))}
-    codes = torch.tensor([code_of[char] for char in text], dtype=torch.long)
+
+def windows_of(codes: Tensor, vocab: int, seq_len: int = TEXT_SEQ_LEN) -> TaskData:
+    """Non-overlapping windows of ``seq_len + 1`` character codes; targets are the inputs shifted
+    by one. The last windows (not a random sample) are the validation set, so no validation
+    character is ever trained on."""
     windows = codes[: len(codes) // (seq_len + 1) * (seq_len + 1)].reshape(-1, seq_len + 1)
     cut = len(windows) - int(len(windows) * VAL_FRACTION)
     x, y = windows[:, :-1], windows[:, 1:]
-    return TaskData(x[:cut], y[:cut], x[cut:], y[cut:], {"vocab": len(code_of)})
+    return TaskData(x[:cut], y[:cut], x[cut:], y[cut:], {"vocab": vocab})
+
+
+def text_data(seq_len: int = TEXT_SEQ_LEN) -> TaskData:
+    """Character-level language modelling on the source of a few standard-library modules
+    (:data:`TEXT_MODULES`), in windows of ``seq_len + 1`` characters (see :func:`windows_of`)."""
+    text = source_text(TEXT_MODULES)
+    code_of = {char: code for code, char in enumerate(sorted(set(text)))}
+    codes = torch.tensor([code_of[char] for char in text], dtype=torch.long)
+    return windows_of(codes, len(code_of), seq_len)

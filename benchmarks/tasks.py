@@ -12,6 +12,7 @@ task without transformers.
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ from torch.utils.data import BatchSampler, DataLoader, RandomSampler
 
 from benchmarks import task_data as td
 from benchmarks import task_models as tm
+from benchmarks import task_starts as ts
 from benchmarks.task_data import TEXT_SEQ_LEN, TaskData
 
 __all__ = [
@@ -106,6 +108,12 @@ class Task:
     description: str
     one_cycle: bool = False
     """Whether the task also gets one-cycle ground truth."""
+    start: str = "fresh"
+    """Where training starts: ``"fresh"`` (a new model), ``"fine-tune"`` (a pre-trained body with
+    a fresh head, built by ``build_model``) or ``"mid-training"`` (a checkpoint after
+    ``warm_up_steps`` at ``warm_up_lr``, optimizer state included)."""
+    warm_up_steps: int = 0
+    warm_up_lr: float = 0.0
 
     def train_loader(self, data: TaskData, seed: int) -> DataLoader:
         """The shuffled training loader for ``seed``."""
@@ -119,6 +127,25 @@ class Task:
         """A newly initialised model; the same ``seed`` gives the same weights."""
         torch.manual_seed(seed)
         return self.build_model(data)
+
+    def starting_point(
+        self, data: TaskData, seed: int, lr: float
+    ) -> tuple[nn.Module, torch.optim.Optimizer]:
+        """The model and optimizer (at ``lr``) a run of ``seed`` starts from.
+
+        A fresh model and a new optimizer, except for a mid-training task: the model and
+        optimizer state of the warm-up checkpoint (:func:`warm_up_checkpoint`), with only the
+        optimizer's LR set to ``lr``. Every call builds new objects: runs never share state.
+        """
+        model = self.fresh_model(data, seed)
+        optimizer = self.make_optimizer(model.parameters(), lr)
+        if self.start == "mid-training":
+            model_state, optimizer_state = warm_up_checkpoint(self, data, seed)
+            model.load_state_dict(model_state)
+            optimizer.load_state_dict(optimizer_state)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+        return model, optimizer
 
 
 # -- optimizers ---------------------------------------------------------------------------------
@@ -151,11 +178,14 @@ def _task(
     name: str, family: str, optimizer: str, batch: int, steps: int,
     load: Callable[[], TaskData], build: Callable[[TaskData], nn.Module],
     loss: Callable[[Tensor, Tensor], Tensor], about: str, one_cycle: bool = False,
+    start: str = "fresh", warm_up: tuple[int, float] = (0, 0.0),
 ) -> Task:  # fmt: skip
     description = f"{about}, {optimizer}, batch {batch}, {steps} steps"
+    if warm_up[0]:
+        description += f", from a checkpoint after {warm_up[0]} steps at LR {warm_up[1]:g}"
     return Task(
         name, family, optimizer, batch, steps, load, build, _OPTIMIZERS[optimizer], loss,
-        description, one_cycle,
+        description, one_cycle, start, *warm_up,
     )  # fmt: skip
 
 
@@ -164,6 +194,22 @@ def _vocab(model: Callable[[int], nn.Module]) -> Callable[[TaskData], nn.Module]
 
 
 _CE, _MSE, _TOKENS = F.cross_entropy, F.mse_loss, tm.token_cross_entropy
+_LOW_DIGITS, _HIGH_DIGITS = (0, 1, 2, 3, 4), (5, 6, 7, 8, 9)
+_DIGITS_BODY = ts.Pretraining(
+    "digits 0-4 MLP", lambda: ts.digits_subset(_LOW_DIGITS), tm.mlp, _CE, 1e-3, 400, 32
+)
+_DIGIT_IMAGES_BODY = ts.Pretraining(
+    "digits 0-4 CNN", lambda: ts.digit_images_subset(_LOW_DIGITS), tm.cnn, _CE, 0.03, 300, 64,
+    momentum=0.9,
+)  # fmt: skip
+_TABULAR_BODY = ts.Pretraining(
+    "table, classes merged in pairs", lambda: ts.tabular_halves("pretrain"),
+    lambda data: tm.mlp(data, batchnorm=True), _CE, 1e-3, 400, 64,
+)  # fmt: skip
+_TEXT_BODY = ts.Pretraining(
+    "LSTM on other stdlib source", ts.pretraining_text_data, _vocab(tm.CharLSTM), _TOKENS,
+    3e-3, 600, 32,
+)  # fmt: skip
 
 
 # -- the suite ----------------------------------------------------------------------------------
@@ -218,6 +264,35 @@ TASKS: tuple[Task, ...] = (
           td.text_data, _vocab(tm.TinyGPT2), _TOKENS,
           "char-level LM on stdlib source, transformers GPT2LMHeadModel 2 layers d=32, random "
           "init"),
+    # Fine-tuning: a body pre-trained on a related task (task_starts), a fresh head.
+    _task("digits-mlp-finetune", "fine-tuned MLP", "Adam", 32, 100,
+          lambda: ts.digits_subset(_HIGH_DIGITS), ts.fine_tuned(_DIGITS_BODY, tm.mlp), _CE,
+          "digits 5-9, MLP whose body was pre-trained on digits 0-4", start="fine-tune"),
+    _task("tabular-finetune", "fine-tuned MLP + BatchNorm", "AdamW (wd 0.01)", 64, 100,
+          lambda: ts.tabular_halves("finetune"),
+          ts.fine_tuned(_TABULAR_BODY, lambda data: tm.mlp(data, batchnorm=True)), _CE,
+          "generated table (second half, 4 classes), body pre-trained on the first half with "
+          "classes merged in pairs", start="fine-tune"),
+    _task("digits-cnn-finetune", "fine-tuned CNN + BatchNorm", "SGD momentum 0.9", 32, 100,
+          lambda: ts.digit_images_subset(_HIGH_DIGITS), ts.fine_tuned(_DIGIT_IMAGES_BODY, tm.cnn),
+          _CE, "digit images 5-9, CNN whose body was pre-trained on digits 0-4",
+          start="fine-tune"),
+    _task("text-lstm-finetune", "fine-tuned LSTM language model", "Adam", 32, 100,
+          td.text_data, ts.fine_tuned(_TEXT_BODY, _vocab(tm.CharLSTM)), _TOKENS,
+          "char-level LM on argparse+textwrap, LSTM pre-trained on typing, dataclasses and "
+          "inspect source", start="fine-tune"),
+    # Mid-training: the range test and the rest of the run start from a checkpoint.
+    _task("digits-mlp-mid", "MLP, mid-training", "Adam", 32, 100, td.digits_data, tm.mlp, _CE,
+          "sklearn digits, MLP 64-128-128-10", start="mid-training", warm_up=(300, 1e-3)),
+    _task("friedman-mlp-mid", "MLP regression, mid-training", "SGD momentum 0.9", 64, 100,
+          td.friedman_data, tm.small_regressor, _MSE, "sklearn Friedman #1, MLP 10-64-1 tanh",
+          start="mid-training", warm_up=(300, 0.01)),
+    _task("digits-cnn-bn-mid", "CNN + BatchNorm, mid-training", "SGD momentum 0.9", 64, 100,
+          td.digit_images_data, tm.cnn, _CE, "sklearn digits as 8x8 images, 2 conv+BN blocks",
+          start="mid-training", warm_up=(200, 0.01)),
+    _task("text-lstm-mid", "LSTM language model, mid-training", "Adam", 32, 100, td.text_data,
+          _vocab(tm.CharLSTM), _TOKENS, "char-level LM on stdlib source, LSTM 64",
+          start="mid-training", warm_up=(300, 1e-3)),
 )  # fmt: skip
 
 
@@ -238,6 +313,8 @@ class TrainOutcome:
     when the run diverged or ended worse than it started (a diverged run is as good as not
     training at all, never better). ``train_losses`` holds the first
     ``RECORDED_TRAIN_LOSSES`` training losses (fewer if the run diverged).
+    ``checkpoint_val_losses`` holds ``(step, validation loss)`` at each checkpoint the run
+    reached (see :func:`train_at_lr`); ``diverged_at`` the step whose loss was non-finite.
     """
 
     lr: float
@@ -247,12 +324,28 @@ class TrainOutcome:
     diverged: bool
     train_losses: tuple[float, ...] = ()
     schedule: str = "constant"
+    checkpoint_val_losses: tuple[tuple[int, float], ...] = ()
+    diverged_at: int | None = None
+    block_train_losses: tuple[float, ...] = ()
+    """Mean training loss of each block of ``TRAIN_LOSS_BLOCK`` steps, from the start."""
 
     @property
     def score(self) -> float:
         if self.diverged or not math.isfinite(self.val_loss):
             return self.initial_val_loss
         return min(self.val_loss, self.initial_val_loss)
+
+    def score_at(self, step: int) -> float:
+        """The score the run would have had, had it ended after ``step`` steps: a checkpoint's
+        validation loss, or the initial loss if the run had diverged by then."""
+        if self.diverged_at is not None and self.diverged_at <= step:
+            return self.initial_val_loss
+        value = dict(self.checkpoint_val_losses).get(step)
+        if value is None:
+            raise KeyError(f"no checkpoint at step {step}: {self.checkpoint_val_losses}")
+        if not math.isfinite(value):
+            return self.initial_val_loss
+        return min(value, self.initial_val_loss)
 
 
 @torch.no_grad()
@@ -271,8 +364,9 @@ def val_loss(task: Task, model: nn.Module, data: TaskData) -> float:
 
 
 def initial_val_loss(task: Task, data: TaskData, seed: int) -> float:
-    """The validation loss of the untrained model of ``seed``."""
-    return val_loss(task, task.fresh_model(data, seed), data)
+    """The validation loss of the model of ``seed`` where its runs start."""
+    model, _ = task.starting_point(data, seed, 1e-3)
+    return val_loss(task, model, data)
 
 
 def _cycle(loader: DataLoader) -> Iterator[tuple[Tensor, Tensor]]:
@@ -289,37 +383,105 @@ def one_cycle(optimizer: torch.optim.Optimizer, peak_lr: float, steps: int) -> o
     )  # fmt: skip
 
 
+_WARM_UP_DATA_ORDER = 7919
+"""Added to the seed for the warm-up's data order, so the rest of the run reads other batches."""
+_checkpoints: dict[tuple[str, int, int, float], tuple[dict[str, Tensor], dict[str, object]]] = {}
+
+
+def warm_up_checkpoint(
+    task: Task, data: TaskData, seed: int
+) -> tuple[dict[str, Tensor], dict[str, object]]:
+    """Model and optimizer state after ``task.warm_up_steps`` at ``task.warm_up_lr`` from the
+    fresh model of ``seed`` (computed once a process; each call returns fresh copies)."""
+    key = (task.name, seed, task.warm_up_steps, task.warm_up_lr)
+    if key not in _checkpoints:
+        with torch.random.fork_rng():
+            model = task.fresh_model(data, seed)
+            optimizer = task.make_optimizer(model.parameters(), task.warm_up_lr)
+            batches = _cycle(task.train_loader(data, seed + _WARM_UP_DATA_ORDER))
+            model.train()
+            for _ in range(task.warm_up_steps):
+                inputs, targets = next(batches)
+                optimizer.zero_grad(set_to_none=True)
+                task.loss_fn(model(inputs), targets).backward()  # type: ignore[no-untyped-call]
+                optimizer.step()
+        _checkpoints[key] = (model.state_dict(), optimizer.state_dict())
+    model_state, optimizer_state = _checkpoints[key]
+    # load_state_dict keeps tensors it need not cast: copies, so no run trains the cached ones.
+    return copy.deepcopy(model_state), copy.deepcopy(optimizer_state)
+
+
+TRAIN_LOSS_BLOCK = 10
+"""Steps per block of :attr:`TrainOutcome.block_train_losses`."""
+
+
 def train_at_lr(
-    task: Task, data: TaskData, lr: float, seed: int, schedule: str = "constant"
+    task: Task,
+    data: TaskData,
+    lr: float,
+    seed: int,
+    schedule: str = "constant",
+    steps: int | None = None,
+    checkpoints: Iterable[int] = (),
+    recorded_blocks: int = 0,
 ) -> TrainOutcome:
-    """Train a fresh model (``seed``) at ``lr`` for ``task.train_steps`` steps.
+    """Train the model of ``seed`` from its starting point at ``lr`` for ``steps`` steps
+    (default ``task.train_steps``).
 
     ``schedule`` is ``"constant"`` or ``"one-cycle"`` (``lr`` is then the peak, see
-    :func:`one_cycle`). Stops early, as diverged, at the first non-finite training loss.
+    :func:`one_cycle`). Stops early, as diverged, at the first non-finite training loss. At each
+    of ``checkpoints`` (steps, at most ``steps``) the validation loss is recorded: at constant LR
+    one long run gives the outcome of every shorter one, since its first steps are theirs. The
+    mean training loss of each of the first ``recorded_blocks`` blocks of
+    :data:`TRAIN_LOSS_BLOCK` steps is recorded too (what a probe of that length would read).
     """
     if schedule not in SCHEDULES:
         raise ValueError(f"schedule must be one of {SCHEDULES}, got {schedule!r}")
-    model = task.fresh_model(data, seed)
+    total = task.train_steps if steps is None else steps
+    marks = sorted(set(checkpoints))
+    if marks and not 1 <= marks[0] <= marks[-1] <= total:
+        raise ValueError(f"checkpoints must lie in 1..{total}, got {marks}")
+    model, optimizer = task.starting_point(data, seed, lr)
     start = val_loss(task, model, data)
-    optimizer = task.make_optimizer(model.parameters(), lr)
-    scheduler = one_cycle(optimizer, lr, task.train_steps) if schedule == "one-cycle" else None
+    scheduler = one_cycle(optimizer, lr, total) if schedule == "one-cycle" else None
     batches = _cycle(task.train_loader(data, seed))
     recorded: list[float] = []
+    at_checkpoints: list[tuple[int, float]] = []
+    block_sums: list[float] = []
     model.train()
-    for _ in range(task.train_steps):
+    for step in range(1, total + 1):
         inputs, targets = next(batches)
         optimizer.zero_grad(set_to_none=True)
         loss = task.loss_fn(model(inputs), targets)
         if not torch.isfinite(loss):
-            return TrainOutcome(lr, seed, math.inf, start, True, tuple(recorded), schedule)
+            return TrainOutcome(
+                lr, seed, math.inf, start, True, tuple(recorded), schedule,
+                tuple(at_checkpoints), step, _block_means(block_sums, step - 1),
+            )  # fmt: skip
+        value = float(loss.detach())
         if len(recorded) < RECORDED_TRAIN_LOSSES:
-            recorded.append(float(loss.detach()))
+            recorded.append(value)
+        block = (step - 1) // TRAIN_LOSS_BLOCK
+        if block < recorded_blocks:
+            if block == len(block_sums):
+                block_sums.append(0.0)
+            block_sums[block] += value
         loss.backward()  # type: ignore[no-untyped-call]
         optimizer.step()
         if scheduler is not None:
             scheduler.step()  # type: ignore[attr-defined]
-    final = val_loss(task, model, data)
-    return TrainOutcome(lr, seed, final, start, not math.isfinite(final), tuple(recorded), schedule)
+        if marks and step == marks[len(at_checkpoints)]:
+            at_checkpoints.append((step, val_loss(task, model, data)))
+    final = at_checkpoints[-1][1] if marks and marks[-1] == total else val_loss(task, model, data)
+    return TrainOutcome(
+        lr, seed, final, start, not math.isfinite(final), tuple(recorded), schedule,
+        tuple(at_checkpoints), None, _block_means(block_sums, total),
+    )  # fmt: skip
+
+
+def _block_means(sums: list[float], steps_done: int) -> tuple[float, ...]:
+    """Block sums to means, complete blocks only (a block cut short by divergence is left out)."""
+    return tuple(total / TRAIN_LOSS_BLOCK for total in sums[: steps_done // TRAIN_LOSS_BLOCK])
 
 
 def log_grid(low: float, high: float, per_decade: int) -> list[float]:
