@@ -176,15 +176,19 @@ def _score(
 def plan_jobs(
     quality: dict[str, Any], budget: dict[str, Any], tasks: Iterable[str]
 ) -> list[tuple[Any, ...]]:
-    """Every job the results so far call for and the cache lacks, in priority order: constant
-    LR (seeds 0-2), then one-cycle, then Prodigy, then the oracle's seeds; cheap tasks first."""
-    stages: list[list[tuple[float, tuple[Any, ...]]]] = [[], [], [], []]
+    """Every job the results so far call for and the cache lacks, in priority order: Prodigy
+    (cheap), constant LR on the development tasks (the rule is chosen there), then on the
+    held-out ones (seeds 0-2), then one-cycle, then the oracle's seeds; cheap tasks first."""
+    from benchmarks.split import DEV_TASKS
+
+    stages: list[list[tuple[float, tuple[Any, ...]]]] = [[], [], [], [], []]
     for task in tasks:
         about = get_task(task)
         cost = qc._cost(task)
-        for stage, schedule in enumerate(("constant", "one-cycle")):
+        for schedule in ("constant", "one-cycle"):
             if schedule == "one-cycle" and not about.one_cycle:
                 continue
+            stage = 3 if schedule == "one-cycle" else 1 if task in DEV_TASKS else 2
             short = _short_truth(quality, task, schedule)
             if short is None:
                 continue
@@ -202,13 +206,13 @@ def plan_jobs(
                     for end in ends:
                         job = ("long", schedule, task, qc.GRID[index], seed, end)
                         if job_key(job) not in budget["jobs"]:
-                            target = 3 if seed in ORACLE_SEEDS else stage
+                            target = 4 if seed in ORACLE_SEEDS else stage
                             stages[target].append((cost * end, job))
         if about.optimizer_name in PRODIGY_OPTIMIZERS:
             for seed in qc.SEEDS:
                 job = ("prodigy", task, seed)
                 if job_key(job) not in budget["jobs"]:
-                    stages[2].append((cost, job))
+                    stages[0].append((cost, job))
     return [job for stage in stages for _, job in sorted(stage, key=lambda item: item[0])]
 
 

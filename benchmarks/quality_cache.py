@@ -156,10 +156,36 @@ def anchor_suggestions(tool: str, name: str, seed: int) -> dict[str, float | Non
 
 # -- the cache (parent process) -----------------------------------------------------------------
 def load_cache(path: Path = CACHE_PATH) -> dict[str, Any]:
-    """The cache document, or an empty one."""
+    """The cache document, or an empty one; training jobs keyed by the exact :data:`GRID` LR."""
     if path.exists():
-        return dict(json.loads(path.read_text()))
+        cache = dict(json.loads(path.read_text()))
+        cache["jobs"] = {snap_key(key): reply for key, reply in cache["jobs"].items()}
+        return cache
     return {"format": "lr_widget.quality-cache", "version": 1, "jobs": {}}
+
+
+def snap_key(key: str) -> str:
+    """``key`` with its LR replaced by the :data:`GRID` LR it stands for.
+
+    ``np.logspace`` gives grid values that differ in the last bit between numpy versions (the
+    first runs keyed ``9.999999999999999e-06`` where today's grid has ``1e-05``): an LR within
+    one part in 1e9 of a grid LR is that grid LR.
+
+    >>> snap_key("train|constant|digits-mlp|9.999999999999999e-06|0")
+    'train|constant|digits-mlp|1e-05|0'
+    """
+    parts = key.split("|")
+    for index, part in enumerate(parts):
+        try:
+            value = float(part)
+        except ValueError:
+            continue
+        if "." in part or "e" in part:
+            for lr in GRID:
+                if abs(value - lr) <= 1e-9 * lr:
+                    parts[index] = lr_key(lr)
+                    break
+    return "|".join(parts)
 
 
 def _describe(cache: dict[str, Any], tasks: Sequence[str]) -> None:

@@ -50,7 +50,7 @@ def test_a_run_that_diverges_scores_its_start_from_then_on() -> None:
 
 def test_checkpoints_outside_the_run_are_refused() -> None:
     task = _short("text-lstm")
-    with pytest.raises(ValueError, match="checkpoints must lie in 1..4"):
+    with pytest.raises(ValueError, match=r"checkpoints must lie in 1\.\.4"):
         tasks.train_at_lr(task, task.load_data(), 1e-3, seed=0, checkpoints=(5,))
 
 
