@@ -6,12 +6,14 @@ Each error names the parameter, the value it got and what would be valid.
 from __future__ import annotations
 
 import contextlib
+import math
+import numbers
 from typing import Any
 
 import torch
 
 from lr_widget.settings import SweepSettings
-from lr_widget.validation import require_int
+from lr_widget.validation import ArgumentTypeError, require_int
 
 __all__ = [
     "check_iterable",
@@ -20,10 +22,24 @@ __all__ = [
     "check_optimizer",
     "check_scheduler",
     "make_settings",
+    "steps_for_epochs",
 ]
 
 
-def make_settings(settings: dict[str, Any]) -> SweepSettings:
+def make_settings(settings: dict[str, Any], train_data: Any = None) -> SweepSettings:
+    """The sweep settings from keyword arguments; ``epochs=`` becomes ``train_steps`` through
+    the length of ``train_data`` (see :func:`steps_for_epochs`)."""
+    settings = dict(settings)
+    if "epochs" in settings:
+        epochs = settings.pop("epochs")
+        if epochs is not None:
+            if settings.get("train_steps") is not None:
+                raise TypeError(
+                    "give train_steps or epochs, not both: epochs is converted to train_steps "
+                    "with the length of train_data"
+                )
+            accumulation = settings.get("accumulation_steps", 1)
+            settings["train_steps"] = steps_for_epochs(epochs, train_data, accumulation)
     known = set(SweepSettings.__dataclass_fields__)
     unknown = sorted(set(settings) - known)
     if unknown:
@@ -32,6 +48,31 @@ def make_settings(settings: dict[str, Any]) -> SweepSettings:
             f"{', '.join(sorted(known))}"
         )
     return SweepSettings(**settings)
+
+
+def steps_for_epochs(epochs: Any, train_data: Any, accumulation_steps: Any = 1) -> int:
+    """Optimizer steps in ``epochs`` passes over ``train_data``: ``len(train_data)`` batches an
+    epoch, ``accumulation_steps`` batches an optimizer step (at least one step).
+
+    >>> steps_for_epochs(3, [0] * 50)
+    150
+    >>> steps_for_epochs(0.5, [0] * 50, accumulation_steps=4)
+    7
+    """
+    if isinstance(epochs, bool) or not isinstance(epochs, numbers.Real):
+        raise ArgumentTypeError(f"epochs must be a finite number > 0, got {epochs!r}")
+    passes = float(epochs)
+    if not (math.isfinite(passes) and passes > 0):
+        raise ValueError(f"epochs must be a finite number > 0, got {epochs!r}")
+    try:
+        batches = len(train_data)
+    except (TypeError, NotImplementedError):
+        raise TypeError(
+            f"epochs needs a train_data with a length (len()), got {type(train_data).__name__}; "
+            "pass train_steps= (optimizer steps) instead"
+        ) from None
+    accumulation = require_int("accumulation_steps", accumulation_steps, 1)
+    return max(1, math.ceil(passes * batches / accumulation))
 
 
 def check_loss_read_lag(loss_read_lag: Any) -> None:

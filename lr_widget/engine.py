@@ -87,7 +87,7 @@ class LRFinder:
         loss_read_lag: int | None = None,
         **settings: Any,
     ) -> None:
-        self.settings = make_settings(settings)
+        self.settings = make_settings(settings, train_data)
         check_loss_read_lag(loss_read_lag)
         check_model(model, train_data)
         check_iterable(train_data, "train_data")
@@ -130,7 +130,10 @@ class LRFinder:
         """
         if self._running:
             raise RuntimeError("cannot change the settings while a sweep is running")
-        self.settings = make_settings({**self.settings.to_dict(), **changes})
+        current = self.settings.to_dict()
+        if changes.get("epochs") is not None:  # a new length in epochs replaces the old one
+            current.pop("train_steps")
+        self.settings = make_settings({**current, **changes}, self.train_data)
         return self.settings
 
     def stop(self) -> None:

@@ -126,6 +126,12 @@ def find_lr(
         0), and return the :class:`~lr_widget.repeated.RepeatedRangeTest` of the runs and their
         noise band (see :class:`~lr_widget.repeats.RepeatedSweep`); the callback then receives
         :class:`~lr_widget.repeats.RepeatStepEvent`\\ s.
+    train_steps, epochs
+        The length of the training the LR is for, in optimizer steps, or in epochs of
+        ``train_data`` (converted with its ``len()`` and ``accumulation_steps``): the default
+        suggestion reads it, since the best constant LR falls as runs get longer. Not given, it
+        assumes :data:`~lr_widget.suggestions.length.ASSUMED_TRAIN_STEPS` and ``summary()`` says
+        so. ``result.suggestion_for("constant", train_steps=n)`` answers for another length.
     confirm
         ``True`` (or a dict of :func:`~lr_widget.confirm.confirm_lr` options: ``factors``,
         ``steps``, ``tail``): after the sweep, train short probes at 1/3, 1 and 3 times the

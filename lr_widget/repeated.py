@@ -35,6 +35,7 @@ from lr_widget.settings import SweepSettings
 from lr_widget.smoothing import LAG_FREE_WIDTH, lag_free
 from lr_widget.spread import Bump, NoiseBand, SuggestionSpread, largest_rise, rising_stretches
 from lr_widget.suggestions import CURVE_READ, DEFAULT_RULE, RULES, Suggestion, suggest
+from lr_widget.suggestions.length import describe_length
 from lr_widget.sweep_result import SweepResult, write_csv
 
 __all__ = [
@@ -152,6 +153,10 @@ class RepeatedRangeTest(SweepResult):
         unchanged)."""
         return replace(self, runs=[run.with_beta(beta) for run in self.runs])
 
+    def with_train_steps(self, train_steps: int | None) -> Self:
+        """A copy whose runs' suggestions are for ``train_steps`` of training (no new sweeps)."""
+        return replace(self, runs=[run.with_train_steps(train_steps) for run in self.runs])
+
     # -- the protocol -----------------------------------------------------------------------
     @property
     def beta(self) -> float:
@@ -211,17 +216,20 @@ class RepeatedRangeTest(SweepResult):
             return []
 
     # -- suggestions ------------------------------------------------------------------------
-    def spread(self, rule: str = DEFAULT_RULE) -> SuggestionSpread:
-        """``rule``'s pick in every run."""
+    def spread(self, rule: str = DEFAULT_RULE, train_steps: int | None = None) -> SuggestionSpread:
+        """``rule``'s pick in every run (for ``train_steps``, else the runs' own length)."""
         if rule not in RULES:
             raise ValueError(f"rule must be one of {sorted(RULES)}, got {rule!r}")
-        return SuggestionSpread(rule, tuple(run.suggest(rule) for run in self.runs))
+        picks = tuple(run.suggest(rule, train_steps) for run in self.runs)
+        return SuggestionSpread(rule, picks)
 
-    def spreads(self) -> dict[str, SuggestionSpread]:
+    def spreads(self, train_steps: int | None = None) -> dict[str, SuggestionSpread]:
         """Every rule's spread, by rule name (empty without runs)."""
-        return {rule: self.spread(rule) for rule in RULES} if self.runs else {}
+        if not self.runs:
+            return {}
+        return {rule: self.spread(rule, train_steps) for rule in RULES}
 
-    def suggest(self, rule: str = DEFAULT_RULE) -> Suggestion:
+    def suggest(self, rule: str = DEFAULT_RULE, train_steps: int | None = None) -> Suggestion:
         """The robust pick of ``rule``: the geometric median of the runs' picks, marked on the
         median curve at the grid LR nearest to it.
 
@@ -232,8 +240,9 @@ class RepeatedRangeTest(SweepResult):
         next to it. The median curve's tail, where runs have begun to diverge, is made of the
         survivors only, which biases rules that read slopes near the end.
         :meth:`median_curve_suggestion` gives that other answer for comparison.
+        ``train_steps`` (``None``: the length given to the sweep) is the default rule's.
         """
-        spread = self.spread(rule)
+        spread = self.spread(rule, train_steps)
         lr = spread.median_lr
         if lr is None:
             reason = f"no run gave an answer ({len(self.runs)} runs)"
@@ -243,11 +252,15 @@ class RepeatedRangeTest(SweepResult):
         reason = f"median of the runs' picks: {spread.describe()}"
         return Suggestion(rule, lr, index, float(band.median[index]), reason)
 
-    def median_curve_suggestion(self, rule: str = DEFAULT_RULE) -> Suggestion:
+    def median_curve_suggestion(
+        self, rule: str = DEFAULT_RULE, train_steps: int | None = None
+    ) -> Suggestion:
         """``rule`` applied to the lag-free fit of the median raw curve instead (for comparison
         with :meth:`suggest`): the same curve, read the same way, as a single run's."""
-        lrs = self.lrs
-        return suggest(lrs, self.lag_free_curve, rule) if lrs.size else self.suggest(rule)
+        lrs, steps = self.lrs, self._length(train_steps)
+        if not lrs.size:
+            return self.suggest(rule, steps)
+        return suggest(lrs, self.lag_free_curve, rule, steps)
 
     # -- is that bump real? -----------------------------------------------------------------
     def bump_between(self, lr_low: float, lr_high: float) -> Bump | None:
@@ -323,7 +336,11 @@ class RepeatedRangeTest(SweepResult):
     # -- display ----------------------------------------------------------------------------
     def summary(self) -> str:
         """A few readable lines: the runs, each rule's spread, the robust pick, real bumps."""
-        lines = [repr(self), f"   each run's rules read {CURVE_READ}"]
+        lines = [
+            repr(self),
+            f"   each run's rules read {CURVE_READ}",
+            f"   the default ({DEFAULT_RULE}) is for {describe_length(self.train_steps)}",
+        ]
         for rule, spread in self.spreads().items():
             lines.append(f" {'*' if rule == DEFAULT_RULE else ' '} {spread.describe()}")
         real = self.real_bumps()

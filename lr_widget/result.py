@@ -33,6 +33,7 @@ from lr_widget.jsonfile import (
 from lr_widget.smoothing import LAG_FREE_WIDTH, debiased_ema, lag_free
 from lr_widget.spread import NoiseBand
 from lr_widget.suggestions import CURVE_READ, DEFAULT_RULE, Suggestion, suggest
+from lr_widget.suggestions.length import check_train_steps, describe_length
 from lr_widget.sweep_result import SweepResult, write_csv
 from lr_widget.validation import require_fraction
 
@@ -172,6 +173,11 @@ class RangeTestResult(SweepResult):
         """A copy re-smoothed with ``beta`` (no new sweep; this result is unchanged)."""
         return replace(self, beta=beta)
 
+    def with_train_steps(self, train_steps: int | None) -> Self:
+        """A copy whose suggestions are for ``train_steps`` of training (no new sweep)."""
+        steps = check_train_steps(train_steps)
+        return replace(self, settings={**self.settings, "train_steps": steps})
+
     # -- the protocol -----------------------------------------------------------------------
     @property
     def runs(self) -> list[RangeTestResult]:
@@ -200,10 +206,11 @@ class RangeTestResult(SweepResult):
         return f"{reason}: {detail}"
 
     # -- suggestions ------------------------------------------------------------------------
-    def suggest(self, rule: str = DEFAULT_RULE) -> Suggestion:
+    def suggest(self, rule: str = DEFAULT_RULE, train_steps: int | None = None) -> Suggestion:
         """The suggestion of ``rule`` (one of :data:`lr_widget.suggestions.RULES`), read off
-        :attr:`lag_free_curve`."""
-        return suggest(self.lrs, self.lag_free_curve, rule)
+        :attr:`lag_free_curve`, for ``train_steps`` of training (``None``: the length given to
+        the sweep, else the default rule assumes one; the other rules ignore it)."""
+        return suggest(self.lrs, self.lag_free_curve, rule, self._length(train_steps))
 
     # -- serialisation ----------------------------------------------------------------------
     def _to_fields(self) -> dict[str, Any]:
@@ -265,7 +272,11 @@ class RangeTestResult(SweepResult):
     # -- display ----------------------------------------------------------------------------
     def summary(self) -> str:
         """A few readable lines: range, stop reason, which curve the rules read, suggestions."""
-        lines = [repr(self), f"   rules read {CURVE_READ}"]
+        lines = [
+            repr(self),
+            f"   rules read {CURVE_READ}",
+            f"   the default ({DEFAULT_RULE}) is for {describe_length(self.train_steps)}",
+        ]
         for rule, suggestion in self.suggestions().items():
             marker = "*" if rule == DEFAULT_RULE else " "
             lines.append(f" {marker} {suggestion}")

@@ -68,6 +68,10 @@ class SweepSettings:
     max_skipped_steps
         With a GradScaler, how many consecutive skipped (overflowing) steps to retry at one LR
         before stopping with a non-finite loss.
+    train_steps
+        The length, in optimizer steps, of the training the suggested LR is for; the default
+        rule reads it (``None``: not known, a length is assumed; see
+        :mod:`lr_widget.suggestions.length`). The sweep itself does not depend on it.
     """
 
     start_lr: float = 1e-7
@@ -82,6 +86,7 @@ class SweepSettings:
     amp_dtype: str | None = None
     val_batches: int = 4
     max_skipped_steps: int = 20
+    train_steps: int | None = None
 
     def __post_init__(self) -> None:
         start_lr = require_lr("start_lr", self.start_lr)
@@ -107,6 +112,8 @@ class SweepSettings:
         object.__setattr__(self, "amp_dtype", amp_dtype_name(self.amp_dtype))
         require_int("val_batches", self.val_batches, 1)
         require_int("max_skipped_steps", self.max_skipped_steps, 0)
+        if self.train_steps is not None:
+            object.__setattr__(self, "train_steps", require_int("train_steps", self.train_steps, 1))
 
     @property
     def autocast_dtype(self) -> torch.dtype | None:

@@ -84,6 +84,11 @@ class SweepResult(SuggestionSource, JsonDocument, ABC):
     def with_beta(self, beta: float) -> Self:
         """A copy re-smoothed with ``beta`` (no new sweep; this result is unchanged)."""
 
+    @abstractmethod
+    def with_train_steps(self, train_steps: int | None) -> Self:
+        """A copy whose suggestions are for ``train_steps`` of training (``None``: not known);
+        no new sweep, this result is unchanged."""
+
     def copy(self) -> Self:
         """A copy sharing nothing mutable with this result."""
         return copy.deepcopy(self)
@@ -92,8 +97,9 @@ class SweepResult(SuggestionSource, JsonDocument, ABC):
     def band(self) -> NoiseBand:
         """The noise band of the runs' curves (zero width for a single run)."""
 
-    def spreads(self) -> dict[str, SuggestionSpread]:
-        """Each rule's picks across the runs, by rule; empty for a single run."""
+    def spreads(self, train_steps: int | None = None) -> dict[str, SuggestionSpread]:
+        """Each rule's picks across the runs, by rule (the default's for ``train_steps``, else
+        the length given to the sweep); empty for a single run."""
         return {}
 
     def real_bumps(self) -> list[Bump]:

@@ -488,6 +488,32 @@ def test_show_beta_resmooths_before_suggesting(
     assert RangeTestResult.load(path).beta == 0.98  # the file itself is not changed
 
 
+def test_show_train_steps_reads_the_default_for_that_length(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    result = noisy_result()
+    path = result.save(tmp_path / "sweep.json")
+    code, out, err = run_cli(capsys, "show", path, "--train-steps", "20000")
+    assert code == EXIT_OK, err
+    assert format_suggestions(result.with_train_steps(20_000)) in out
+    assert "20,000 training steps" in out
+    code, _, err = run_cli(capsys, "show", path, "--train-steps", "0")
+    assert code != EXIT_OK
+    assert "--train-steps: must be an integer >= 1, got '0'" in err
+
+
+def test_demo_takes_the_training_length_into_its_result(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = run_cli(
+        capsys, "demo", "--quiet", "--train-steps", "700", "--out", tmp_path, "--num-steps", "40"
+    )
+    assert code == EXIT_OK, err
+    assert "700 training steps" in out
+    saved = RangeTestResult.load(tmp_path / "range_test.json")
+    assert saved.train_steps == 700
+
+
 def test_show_reads_a_repeated_result_and_draws_its_band(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

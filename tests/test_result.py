@@ -115,8 +115,9 @@ def test_repr_reads_as_a_summary() -> None:
 def test_summary_lists_every_rule_and_marks_the_default() -> None:
     result = find_lr(make_classifier(), make_batches(), num_steps=60)
     lines = result.summary().splitlines()
-    assert len(lines) == 2 + len(result.suggestions())
+    assert len(lines) == 3 + len(result.suggestions())
     assert lines[1] == f"   rules read {CURVE_READ}"
+    assert lines[2].startswith("   the default (for_length) is for ")
     assert sum(line.startswith(" * ") for line in lines) == 1
 
 

@@ -29,6 +29,7 @@ from lr_widget.suggestions import (
     suggest_steep,
     suggest_valley,
 )
+from lr_widget.suggestions.length import divisor_for
 
 NUM_STEPS = 101  # so that 1e-3 is a recorded LR
 LRS = np.logspace(-6, 0, NUM_STEPS)
@@ -246,7 +247,8 @@ def test_indices_refer_to_the_untrimmed_arrays(rule: str) -> None:
 
     assert result.index is not None
     assert result.loss == losses[result.index]
-    if rule not in ("minimum", "minimum_third", "minimum_half", "consensus", "steep_minimum"):
+    off_grid = ("minimum", "minimum_third", "minimum_half", "consensus", "steep_minimum")
+    if rule not in (*off_grid, "for_length"):
         assert result.lr == LRS[result.index]
 
 
@@ -367,13 +369,14 @@ def test_bad_arrays_raise_naming_the_argument(
         suggest_steep(lrs, losses)
 
 
-def test_default_rule_is_a_third_of_the_minimum_and_one_cycle_reads_half() -> None:
+def test_default_rule_divides_the_minimum_by_the_length_factor_and_one_cycle_reads_half() -> None:
     losses = drop_then_blow_up()
 
-    assert DEFAULT_RULE == "minimum_third" == SCHEDULE_RULES["constant"]
+    assert DEFAULT_RULE == "for_length" == SCHEDULE_RULES["constant"]
     assert SCHEDULE_RULES["one-cycle"] == "minimum_half"
     lowest = LRS[10 + int(np.argmin(losses[10:-5]))]
-    assert suggest(LRS, losses).lr == pytest.approx(lowest / 3)
+    assert suggest(LRS, losses).lr == pytest.approx(lowest / divisor_for(None))
+    assert suggest(LRS, losses, train_steps=2000).lr == pytest.approx(lowest / divisor_for(2000))
     assert suggest(LRS, losses, "minimum_half").lr == pytest.approx(lowest / 2)
 
 

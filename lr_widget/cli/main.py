@@ -184,6 +184,7 @@ def _build_finder(setup: SweepSetup, args: argparse.Namespace) -> LRFinder:
         "beta": args.beta,
         "diverge_factor": args.diverge_factor,
         "batches_per_step": args.batches_per_step,
+        "train_steps": args.train_steps,
     }
     try:
         SweepSettings(**settings)
@@ -236,6 +237,8 @@ def _command_show(args: argparse.Namespace) -> int:
             result = result.with_beta(args.beta)
         except ValueError as error:
             raise CommandError(f"invalid --beta: {error}") from error
+    if args.train_steps is not None:
+        result = result.with_train_steps(args.train_steps)
     print(format_report(result, f"{args.result_path}: {_what_was_swept(result)}"))
     written = {}
     if args.picture is not None:

@@ -65,6 +65,26 @@ def _non_negative_int(text: str) -> int:
     return value
 
 
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text!r}")
+    return value
+
+
+_TRAIN_STEPS_HELP = (
+    "optimizer steps of the training the LR is for: the default suggestion reads it (default: "
+    "not known, {assumed:,} assumed)"
+)
+
+
+def _add_train_steps_option(group: Any) -> None:
+    from lr_widget.suggestions.length import ASSUMED_TRAIN_STEPS
+
+    text = _TRAIN_STEPS_HELP.format(assumed=ASSUMED_TRAIN_STEPS)
+    group.add_argument("--train-steps", type=_positive_int, metavar="N", help=text)
+
+
 def _common_options() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
@@ -104,6 +124,7 @@ def _sweep_options() -> argparse.ArgumentParser:
         default=SweepSettings.mode,
         help="spacing of the LRs (default %(default)s)",
     )
+    _add_train_steps_option(sweep)
     sweep.add_argument("--val", action="store_true", help="follow the validation loss instead")
     sweep.add_argument("--quiet", action="store_true", help="no progress on stderr")
     output = options.add_argument_group("output")
@@ -143,6 +164,7 @@ def _add_show_parser(commands: Any, common: argparse.ArgumentParser) -> None:
         "result_path", type=Path, metavar="RESULT.json", help="a result saved by demo or run"
     )
     show.add_argument("--beta", type=float, help="re-smooth the curve with this beta first")
+    _add_train_steps_option(show)
     _add_picture_option(show, "none unless asked")
     show.add_argument("--csv", type=Path, metavar="PATH", help="also write the steps as CSV")
 

@@ -152,7 +152,7 @@ def format_suggestions(result: SweepResult) -> str:
 
     >>> from lr_widget import RangeTestResult
     >>> table = format_suggestions(RangeTestResult(lrs=[1e-3, 1e-2], losses=[1.0, 0.5]))
-    >>> print(table.splitlines()[1])
+    >>> print(table.splitlines()[2])
        steep  no suggestion  too short: 2 usable points, need at least 8
     >>> table.splitlines()[-1] == f"* the default rule ({DEFAULT_RULE})"
     True

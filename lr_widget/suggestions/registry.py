@@ -2,20 +2,22 @@
 
 Every rule is registered once, as a :class:`Rule` (name, body, one-line description), in
 :data:`REGISTRY`; :data:`RULES` maps each name to its public ``(lrs, losses) -> Suggestion``
-function. :data:`DEFAULT_RULE` and :data:`SCHEDULE_RULES` were chosen by the quality benchmark
-(``benchmarks/RESULTS.md``): by cross-validation over its development tasks, then checked on
-held-out ones.
+function. :data:`DEFAULT_RULE` and :data:`SCHEDULE_RULES` were chosen by the quality benchmarks
+(``benchmarks/RESULTS.md``): by cross-validation over their development tasks, then checked on
+held-out ones. The default reads the length of the training the LR is for
+(:mod:`~lr_widget.suggestions.length`); the other rules do not depend on it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from numpy.typing import ArrayLike
 
 from lr_widget.smoothing import LAG_FREE_WIDTH
-from lr_widget.suggestions import rules
+from lr_widget.suggestions import length, rules
 from lr_widget.suggestions.curve import Curve, Suggestion, no_answer, prepare
 
 __all__ = [
@@ -41,31 +43,47 @@ CURVE_READ = (
 
 @dataclass(frozen=True)
 class Rule:
-    """One suggestion rule: its name, what it computes on a prepared curve, and a description."""
+    """One suggestion rule: its name, what it computes on a prepared curve, and a description.
+
+    ``body(curve)``, or ``body(curve, train_steps)`` for a rule that ``reads_length``: the length
+    of the training the LR is for (``None``: not known).
+    """
 
     name: str
-    body: Callable[[Curve], Suggestion]
+    body: Callable[..., Suggestion]
     description: str
+    reads_length: bool = False
 
-    def __call__(self, lrs: ArrayLike, losses: ArrayLike) -> Suggestion:
+    def __call__(
+        self, lrs: ArrayLike, losses: ArrayLike, train_steps: int | None = None
+    ) -> Suggestion:
         """Apply the rule to a curve (validated and prepared first)."""
-        return self.apply(prepare(lrs, losses))
+        return self.apply(prepare(lrs, losses), train_steps)
 
-    def apply(self, curve: Curve | str) -> Suggestion:
+    def apply(self, curve: Curve | str, train_steps: int | None = None) -> Suggestion:
         """Apply the rule to a prepared curve, or report why there is none (a ``str``)."""
-        return no_answer(self.name, curve) if isinstance(curve, str) else self.body(curve)
+        if isinstance(curve, str):
+            return no_answer(self.name, curve)
+        return self.body(curve, train_steps) if self.reads_length else self.body(curve)
 
 
 REGISTRY: dict[str, Rule] = {
     rule.name: rule
     for rule in (
+        Rule(
+            length.LENGTH_RULE,
+            length.for_length,
+            "the LR of the lowest loss divided by a factor that grows with the training length "
+            "(the default, for training at constant LR)",
+            reads_length=True,
+        ),
         Rule("steep", rules.steep, "where the loss falls fastest per decade of LR"),
         Rule("valley", rules.valley, "half way into the longest decreasing run (fastai)"),
         Rule("minimum", rules.minimum, "a tenth of the LR of the lowest loss"),
         Rule(
             "minimum_third",
             rules.minimum_over(3, "minimum_third"),
-            "a third of the LR of the lowest loss (the default, for training at constant LR)",
+            "a third of the LR of the lowest loss",
         ),
         Rule(
             "minimum_half",
@@ -88,9 +106,9 @@ RULES: dict[str, Callable[[ArrayLike, ArrayLike], Suggestion]] = {
 }
 """Every rule's ``(lrs, losses) -> Suggestion`` function, by name (the order of the registry)."""
 
-DEFAULT_RULE = "minimum_third"
-"""The rule ``result.suggestion`` uses: the leave-one-task-out pick over the quality
-benchmark's development tasks, for training at constant LR."""
+DEFAULT_RULE = length.LENGTH_RULE
+"""The rule ``result.suggestion`` uses, for training at constant LR: the leave-one-task-out pick
+over the realistic-budget benchmark's development tasks (``benchmarks/budget_rescore.py``)."""
 
 SCHEDULES = ("constant", "one-cycle")
 """The target schedules a suggestion can be for: training at constant LR, or with the LR as the
@@ -112,8 +130,11 @@ def rule_for_schedule(schedule: str) -> str:
     return SCHEDULE_RULES[schedule]
 
 
-def suggest(lrs: ArrayLike, losses: ArrayLike, rule: str = DEFAULT_RULE) -> Suggestion:
-    """Apply the rule named ``rule`` (one of ``RULES``) to the curve.
+def suggest(
+    lrs: ArrayLike, losses: ArrayLike, rule: str = DEFAULT_RULE, train_steps: int | None = None
+) -> Suggestion:
+    """Apply the rule named ``rule`` (one of ``RULES``) to the curve, for ``train_steps`` of
+    training (read by the default rule only; ``None``: not known).
 
     Raises
     ------
@@ -130,10 +151,12 @@ def suggest(lrs: ArrayLike, losses: ArrayLike, rule: str = DEFAULT_RULE) -> Sugg
     """
     if rule not in REGISTRY:
         raise ValueError(f"rule must be one of {sorted(REGISTRY)}, got {rule!r}")
-    return REGISTRY[rule](lrs, losses)
+    return REGISTRY[rule](lrs, losses, length.check_train_steps(train_steps))
 
 
-def suggest_all(lrs: ArrayLike, losses: ArrayLike) -> dict[str, Suggestion]:
+def suggest_all(
+    lrs: ArrayLike, losses: ArrayLike, train_steps: int | None = None
+) -> dict[str, Suggestion]:
     """Apply every rule in ``RULES`` to the curve, preparing it once.
 
     Returns
@@ -142,31 +165,69 @@ def suggest_all(lrs: ArrayLike, losses: ArrayLike) -> dict[str, Suggestion]:
         Keyed by rule name, in the order of ``RULES``.
     """
     curve = prepare(lrs, losses)
-    return {name: rule.apply(curve) for name, rule in REGISTRY.items()}
+    steps = length.check_train_steps(train_steps)
+    return {name: rule.apply(curve, steps) for name, rule in REGISTRY.items()}
 
 
 class SuggestionSource:
     """Mixin: every rule's suggestion, the default one and the one for each target schedule, from
-    the subclass's ``suggest(rule)`` (a single sweep's curve, or the robust pick over repeated
-    sweeps)."""
+    the subclass's ``suggest(rule, train_steps)`` (a single sweep's curve, or the robust pick
+    over repeated sweeps) and its ``settings`` (which hold the training length given to the
+    sweep, if any)."""
 
-    def suggest(self, rule: str = DEFAULT_RULE) -> Suggestion:
-        """The suggestion of ``rule`` (one of :data:`RULES`)."""
+    def suggest(self, rule: str = DEFAULT_RULE, train_steps: int | None = None) -> Suggestion:
+        """The suggestion of ``rule`` (one of :data:`RULES`) for ``train_steps`` of training
+        (``None``: :attr:`train_steps`)."""
         raise NotImplementedError
 
-    def suggestions(self) -> dict[str, Suggestion]:
-        """Every rule's suggestion, by rule name, in the order of :data:`RULES`."""
-        return {rule: self.suggest(rule) for rule in RULES}
+    if TYPE_CHECKING:
 
-    def suggestion_for(self, schedule: str) -> Suggestion:
-        """The suggestion to take when training with ``schedule``: ``"constant"`` LR, or
-        ``"one-cycle"`` (the LR is then the schedule's peak); see :data:`SCHEDULE_RULES`."""
-        return self.suggest(rule_for_schedule(schedule))
+        @property
+        def settings(self) -> dict[str, Any]:
+            """The sweep's settings as saved."""
+
+    @property
+    def train_steps(self) -> int | None:
+        """The length of the training the suggestions are for, as given to the sweep
+        (``train_steps=`` or ``epochs=``), or ``None`` when it was not given; the default
+        rule then assumes :data:`~lr_widget.suggestions.length.ASSUMED_TRAIN_STEPS`."""
+        value = self.settings.get("train_steps")
+        return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+    def _length(self, train_steps: int | None) -> int | None:
+        steps = length.check_train_steps(train_steps)
+        return self.train_steps if steps is None else steps
+
+    def suggestions(self, train_steps: int | None = None) -> dict[str, Suggestion]:
+        """Every rule's suggestion, by rule name, in the order of :data:`RULES`."""
+        steps = self._length(train_steps)
+        return {rule: self.suggest(rule, steps) for rule in RULES}
+
+    def suggestion_for(
+        self, schedule: str = "constant", train_steps: int | None = None
+    ) -> Suggestion:
+        """The suggestion to take when training with ``schedule`` for ``train_steps`` optimizer
+        steps: ``"constant"`` LR, or ``"one-cycle"`` (the LR is then the schedule's peak); see
+        :data:`SCHEDULE_RULES`. ``train_steps=None`` uses the length given to the sweep, else
+        the assumed one.
+
+        >>> from lr_widget import RangeTestResult
+        >>> import numpy as np
+        >>> lrs = np.logspace(-5, 0, 60)
+        >>> losses = 1 + (np.log10(lrs) + 2) ** 2
+        >>> result = RangeTestResult(lrs=lrs.tolist(), losses=losses.tolist())
+        >>> short = result.suggestion_for("constant", train_steps=100).lr
+        >>> long = result.suggestion_for("constant", train_steps=10_000).lr
+        >>> long < short
+        True
+        """
+        return self.suggest(rule_for_schedule(schedule), self._length(train_steps))
 
     @property
     def suggestion(self) -> Suggestion:
-        """The default rule's suggestion."""
-        return self.suggest(DEFAULT_RULE)
+        """The default rule's suggestion, for the length given to the sweep (else the assumed
+        one)."""
+        return self.suggest(DEFAULT_RULE, self.train_steps)
 
     @property
     def suggested_lr(self) -> float | None:

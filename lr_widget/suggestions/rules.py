@@ -29,6 +29,7 @@ __all__ = [
     "consensus",
     "geometric_mean_of",
     "longest_decreasing_subsequence",
+    "lowest_point",
     "minimum",
     "minimum_over",
     "slide",
@@ -56,13 +57,18 @@ def steep(curve: Curve, rule: str = "steep") -> Suggestion:
     return answer_at(rule, curve, steepest, f"steepest descent, {slope:.2g} per decade at {lr:.1e}")
 
 
+def lowest_point(curve: Curve) -> int:
+    """Index, into the prepared curve, of its lowest loss."""
+    return int(np.argmin(curve.losses))
+
+
 def minimum_over(divisor: float, rule: str | None = None) -> RuleBody:
     """The rule "the LR of the lowest loss, divided by ``divisor``" (``minimum`` is ``10``)."""
     name = rule or f"minimum_over_{divisor:g}"
     fraction = "a tenth" if divisor == 10 else f"1/{divisor:g}"
 
     def body(curve: Curve) -> Suggestion:
-        lowest = int(np.argmin(curve.losses))
+        lowest = lowest_point(curve)
         lowest_lr = float(curve.lrs[lowest])
         lr = lowest_lr / divisor
         reason = (

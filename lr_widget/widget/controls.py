@@ -23,6 +23,7 @@ from lr_widget.repeats import RepeatStepEvent
 from lr_widget.settings import SweepSettings
 from lr_widget.spread import Bump, SuggestionSpread
 from lr_widget.suggestions import DEFAULT_RULE, Suggestion
+from lr_widget.suggestions.length import ASSUMED_TRAIN_STEPS
 
 __all__ = [
     "CONFIRM_BUTTON",
@@ -112,6 +113,16 @@ class Controls:
             layout=_SLIDER_LAYOUT,
             continuous_update=False,
         )
+        self.train_steps = ipywidgets.BoundedIntText(
+            value=settings.train_steps or 0,
+            min=0,
+            max=10**9,
+            description="train steps",
+            tooltip=f"optimizer steps of the training the LR is for: the default suggestion "
+            f"moves with it, no new sweep (0: not known, {ASSUMED_TRAIN_STEPS:,} assumed)",
+            style=_SLIDER_STYLE,
+            layout={"width": "220px"},
+        )
         self.run_button = ipywidgets.Button(
             description="Run", icon="play", button_style="primary", tooltip="start a sweep"
         )
@@ -180,7 +191,7 @@ class Controls:
                 layout={"align_items": "center", "flex_flow": "row wrap"},
             ),
             ipywidgets.HBox([self.start_lr, self.end_lr]),
-            ipywidgets.HBox([self.num_steps, self.beta]),
+            ipywidgets.HBox([self.num_steps, self.beta, self.train_steps]),
             self.curvature_label,
             self.status,
         ]
@@ -194,6 +205,10 @@ class Controls:
             "num_steps": int(self.num_steps.value),
             "beta": float(self.beta.value),
         }
+
+    def chosen_train_steps(self) -> int | None:
+        """The training length typed in, or ``None`` for 0 (not known)."""
+        return int(self.train_steps.value) or None
 
     def set_running(self, running: bool, *, can_run: bool = True, can_keep: bool = True) -> None:
         """Enable the controls that make sense while (not) sweeping; Keep needs a result

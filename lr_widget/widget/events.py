@@ -78,6 +78,7 @@ class BrowserEvents:
             button.on_click(lambda _button, rule=rule: self._suggestion_clicked(rule))
         controls.range_button.observe(self._range_mode_changed, names="value")
         controls.beta.observe(self._beta_changed, names="value")
+        controls.train_steps.observe(self._train_steps_changed, names="value")
         selection.observe(self._lr_changed, names="lr")
         selection.observe(self._lr_range_changed, names="lr_range")
 
@@ -146,6 +147,13 @@ class BrowserEvents:
     def _lr_range_changed(self, change: dict[str, Any]) -> None:
         self.display.plot.show_range(change["new"])
         self.display.controls.show_range(change["new"])
+
+    def _train_steps_changed(self, _change: dict[str, Any]) -> None:
+        """A new training length moves the default suggestion: no new sweep, nothing trained."""
+        self.session.main.run_pending()
+        self.session.train_steps = self.display.controls.chosen_train_steps()
+        if not self.session.sweeping:  # else the sweep's end shows suggestions for it
+            self.display.draw_session(self.session, self.selection.lr, redraw=False)
 
     def _beta_changed(self, change: dict[str, Any]) -> None:
         self.session.main.run_pending()

@@ -79,9 +79,12 @@ class Shown:
     bumps: list[Bump] = field(default_factory=list)
 
     @classmethod
-    def of(cls, result: SweepResult, beta: float) -> Shown:
-        """``result`` smoothed with ``beta``, its suggestions, spreads and real bumps."""
+    def of(cls, result: SweepResult, beta: float, train_steps: int | None = None) -> Shown:
+        """``result`` smoothed with ``beta``, its suggestions for ``train_steps`` of training,
+        spreads and real bumps."""
         shown = result if result.beta == beta else result.with_beta(beta)
+        if shown.train_steps != train_steps:
+            shown = shown.with_train_steps(train_steps)
         if not shown.has_data:
             return cls(shown)
         try:
@@ -128,11 +131,20 @@ class SweepSession:
         self.error: BaseException | None = None
         self.main = MainThreadQueue()
         self._beta = float(self.finder.settings.beta if self.finder is not None else _beta(loaded))
+        self.train_steps: int | None = (
+            self.finder.settings.train_steps
+            if self.finder is not None
+            else None
+            if loaded is None
+            else loaded.train_steps
+        )
+        """The length of the training the suggestions are for (``None``: assumed); changing
+        it re-reads the suggestions, no new sweep."""
         self._curvature_options = None if curvature_options is None else dict(curvature_options)
         self._curvature_inputs = curvature_inputs
         self._sweeping = self._started = False
         self._run_before: RangeTestResult | None = None
-        self._shown: tuple[tuple[int, float, int], Shown] | None = None
+        self._shown: tuple[tuple[int, float, int, int | None], Shown] | None = None
         self._sweep_started_at = 0.0
         self.confirmation: Confirmation | None = None
         self._probes = ProbeJob(self.main)
@@ -206,9 +218,9 @@ class SweepSession:
             return None
         if self._sweeping:
             return Shown(result.with_beta(self._beta))
-        key = (id(result), self._beta, result.total_steps)
+        key = (id(result), self._beta, result.total_steps, self.train_steps)
         if self._shown is None or self._shown[0] != key:
-            self._shown = (key, Shown.of(result, self._beta))
+            self._shown = (key, Shown.of(result, self._beta, self.train_steps))
         return self._shown[1]
 
     def settled(self) -> Shown:
@@ -262,7 +274,7 @@ class SweepSession:
             return False
         if self.view is None:
             raise RuntimeError("attach() a view before starting a sweep")
-        self.finder.configure(**changes)
+        self.finder.configure(**{"train_steps": self.train_steps, **changes})
         self._runner.join()  # the previous sweep thread has already posted its last work
         self._sweeping, self._started, self.error = True, True, None
         self._run_before = self.finder.result

@@ -26,6 +26,7 @@ from lr_widget.curvature import CurvatureEstimate
 from lr_widget.result import SweepResult
 from lr_widget.spread import SuggestionSpread
 from lr_widget.suggestions import DEFAULT_RULE, RULES, Suggestion
+from lr_widget.suggestions.length import check_train_steps
 from lr_widget.widget.controls import Controls
 from lr_widget.widget.display import SweepDisplay
 from lr_widget.widget.events import BrowserEvents
@@ -83,6 +84,9 @@ class LRWidget(ipywidgets.VBox):
         (:meth:`apply`); nothing is written unless asked.
     update_interval_s
         Least time between two redraws during the sweep (the final state is always drawn).
+    train_steps, epochs
+        The length of the training the LR is for (optimizer steps, or epochs of ``train_data``):
+        the default suggestion reads it (:attr:`train_steps`, the "train steps" box).
     **engine_options
         The other :func:`~lr_widget.find_lr` options.
 
@@ -242,6 +246,19 @@ class LRWidget(ipywidgets.VBox):
         buttons show (a copy; :attr:`result` itself never changes)."""
         shown = self.session.shown()
         return None if shown is None else shown.result
+
+    @property
+    def train_steps(self) -> int | None:
+        """The length, in optimizer steps, of the training the default suggestion is for
+        (``None``: not known, a length is assumed); the "train steps" box. Setting it moves the
+        default suggestion without a new sweep; ``train_steps=`` or ``epochs=`` set it at the
+        start."""
+        return self.session.train_steps
+
+    @train_steps.setter
+    def train_steps(self, value: int | None) -> None:
+        steps = check_train_steps(value)
+        self.controls.train_steps.value = steps or 0  # its observer re-reads the suggestions
 
     @property
     def error(self) -> BaseException | None:

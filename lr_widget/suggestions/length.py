@@ -1,0 +1,99 @@
+"""The suggestion for the training you will run: the LR of the lowest loss, divided by a factor
+that grows with the length of that training.
+
+A range test is about a hundred steps long; the training a user runs is often 10-1000 times
+longer, and the best constant LR moves with that length (on the benchmark's tasks it mostly falls:
+a long run pays for a large LR's noise for longer, and has time to get there at a smaller one).
+The rule reads the lag-free curve's lowest point, ``lowest``, and suggests
+
+    lowest / (DIVISOR_AT_REFERENCE * (train_steps / REFERENCE_STEPS) ** LENGTH_EXPONENT)
+
+clamped to at most :data:`MAX_DIVISOR`. When the length is not known the rule assumes
+:data:`ASSUMED_TRAIN_STEPS`. The constants are provisional (at the sweep's length the divisor is
+that of ``minimum_third``, the previous default) until the realistic-budget benchmark
+(``benchmarks/budget_rescore.py``) chooses them by cross-validation over its development tasks.
+"""
+
+from __future__ import annotations
+
+from lr_widget.suggestions.curve import Curve, Suggestion, answer_near
+from lr_widget.suggestions.rules import lowest_point
+from lr_widget.validation import require_int
+
+__all__ = [
+    "ASSUMED_TRAIN_STEPS",
+    "DIVISOR_AT_REFERENCE",
+    "LENGTH_EXPONENT",
+    "LENGTH_RULE",
+    "MAX_DIVISOR",
+    "REFERENCE_STEPS",
+    "check_train_steps",
+    "describe_length",
+    "divisor_for",
+    "for_length",
+]
+
+LENGTH_RULE = "for_length"
+"""The rule's name (the default rule)."""
+REFERENCE_STEPS = 100
+"""The length at which the divisor is :data:`DIVISOR_AT_REFERENCE`: one default sweep."""
+DIVISOR_AT_REFERENCE = 3.0
+"""The divisor for a training run as long as the sweep."""
+LENGTH_EXPONENT = 0.25
+"""How fast the divisor grows with the length: ``x(10 ** LENGTH_EXPONENT)`` per decade of steps."""
+MAX_DIVISOR = 100.0
+"""The largest divisor, however long the run (the fit holds up to ~5,000 steps measured)."""
+ASSUMED_TRAIN_STEPS = 1000
+"""The length assumed when none is given."""
+
+
+def check_train_steps(train_steps: object) -> int | None:
+    """``train_steps`` as an ``int`` (``None`` passes): ``ValueError``/``TypeError`` naming it
+    otherwise.
+
+    >>> check_train_steps(3000)
+    3000
+    """
+    if train_steps is None:
+        return None
+    return require_int("train_steps", train_steps, 1)
+
+
+def divisor_for(train_steps: int | None) -> float:
+    """The divisor of the LR of the lowest loss for a run of ``train_steps`` optimizer steps
+    (``None``: :data:`ASSUMED_TRAIN_STEPS`).
+
+    >>> divisor_for(REFERENCE_STEPS) == DIVISOR_AT_REFERENCE
+    True
+    >>> divisor_for(10 * REFERENCE_STEPS) > divisor_for(REFERENCE_STEPS)
+    True
+    """
+    steps = ASSUMED_TRAIN_STEPS if train_steps is None else train_steps
+    divisor = DIVISOR_AT_REFERENCE * (steps / REFERENCE_STEPS) ** LENGTH_EXPONENT
+    return float(min(max(divisor, 1.0), MAX_DIVISOR))
+
+
+def describe_length(train_steps: int | None) -> str:
+    """The training length a suggestion is for, in words.
+
+    >>> describe_length(3000)
+    '3,000 training steps'
+    >>> describe_length(None).endswith("training steps (assumed; pass train_steps= or epochs=)")
+    True
+    """
+    if train_steps is None:
+        return f"{ASSUMED_TRAIN_STEPS:,} training steps (assumed; pass train_steps= or epochs=)"
+    return f"{train_steps:,} training steps"
+
+
+def for_length(curve: Curve, train_steps: int | None) -> Suggestion:
+    """The rule's suggestion on a prepared curve, for ``train_steps`` of training."""
+    lowest = lowest_point(curve)
+    lowest_lr, lowest_loss = float(curve.lrs[lowest]), float(curve.losses[lowest])
+    divisor = divisor_for(train_steps)
+    lr = lowest_lr / divisor
+    reason = (
+        f"1/{divisor:.3g} of {lowest_lr:.1e}, where the loss is lowest ({lowest_loss:.4g}), "
+        f"for {describe_length(train_steps)}: {lr:.1e}"
+    )
+    return answer_near(LENGTH_RULE, curve, lr, reason)
