@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
+import itertools
 import math
 import multiprocessing
 import os
@@ -67,11 +68,32 @@ above."""
 EXTENSION = 2
 """Grid points added beyond an edge of the window on which some length's optimum sits."""
 ORACLE_SEEDS = (3, 4, 5)
+CHECKPOINT_FACTORS = (0.25, 0.5, 0.75, 1, 1.5, 2, 3, 4, 6, 8, 12, 16, 24, 30)
+"""Where a constant-LR run records its validation loss, as multiples of the task's base budget."""
+SCORINGS = ("best-checkpoint", "final")
+"""How a run of a given length is scored: the lowest validation loss at any checkpoint up to its
+end (the headline: users keep their best checkpoint, as Lightning's ModelCheckpoint and Hugging
+Face's load_best_model_at_end do), or the loss at its end (which, on the small data sets trained
+for hundreds of epochs at 30x, mostly rewards the LR too small to overfit by then)."""
+RUN = "run"
+"""The job kind of a training run (``"long"`` jobs, recorded before the checkpoints, are not
+read)."""
 PRODIGY_STEPS = 190
 """Steps of the Prodigy anchor: the sweep's 100 plus the confirmation probes' 90."""
 PRODIGY_OPTIMIZERS = ("Adam", "AdamW (wd 0.01)")
 TRAIN_LOSS_BLOCKS = 60
 """Blocks of 10 training steps whose mean loss each long run records (probes up to 600 steps)."""
+
+
+def checkpoints_of(task_name: str) -> list[int]:
+    """Steps at which a constant-LR run's validation loss is recorded: every length, and enough
+    points between them (a factor of 1.5 or 2 apart) for a kept best checkpoint.
+
+    >>> checkpoints_of("digits-mlp")[:5], checkpoints_of("digits-mlp")[-1]
+    ([40, 80, 120, 160, 240], 4800)
+    """
+    base = get_task(task_name).train_steps
+    return sorted({max(1, round(base * factor)) for factor in CHECKPOINT_FACTORS})
 
 
 def lengths_of(task_name: str) -> tuple[int, ...]:
@@ -114,19 +136,49 @@ def _short_truth(quality: dict[str, Any], task: str, schedule: str) -> dict[int,
 
 def long_key(schedule: str, task: str, lr: float, seed: int, length: int) -> str:
     """The budget cache's key of one run (``length`` is where a constant-LR run ends)."""
-    return job_key(("long", schedule, task, lr, seed, length))
+    return job_key((RUN, schedule, task, lr, seed, length))
+
+
+def run_score(reply: dict[str, Any], length: int, scoring: str) -> float:
+    """A run's score had it been trained ``length`` steps: its validation loss then
+    (``"final"``) or the lowest at any checkpoint up to then (``"best-checkpoint"``: a user who
+    keeps the best checkpoint); the starting loss once it has diverged, or if it never beat it.
+
+    >>> reply = {"val_losses": [[10, 0.5], [20, 0.4], [30, 0.6]], "initial": 1.0,
+    ...          "diverged_at": None}
+    >>> run_score(reply, 30, "final"), run_score(reply, 30, "best-checkpoint")
+    (0.6, 0.4)
+    """
+    if scoring not in SCORINGS:
+        raise ValueError(f"scoring must be one of {SCORINGS}, got {scoring!r}")
+    initial, diverged_at = float(reply["initial"]), reply["diverged_at"]
+
+    def scored(step: int, value: float) -> float:
+        if (diverged_at is not None and diverged_at <= step) or not math.isfinite(value):
+            return initial
+        return min(value, initial)
+
+    points = {int(step): float(value) for step, value in reply["val_losses"]}
+    if scoring == "final":
+        if length not in points:  # diverged before it
+            return initial
+        return scored(length, points[length])
+    return min(
+        [initial] + [scored(step, value) for step, value in points.items() if step <= length]
+    )
 
 
 def _long_score(
-    budget: dict[str, Any], schedule: str, task: str, lr: float, seed: int, length: int
-) -> float | None:
+    budget: dict[str, Any], schedule: str, task: str, lr: float, seed: int, length: int,
+    scoring: str = "final",
+) -> float | None:  # fmt: skip
     """The score of the run of ``seed`` at ``lr`` trained for ``length`` steps, if known."""
     lengths = lengths_of(task)
     end = lengths[-1] if schedule == "constant" else length
     reply = budget["jobs"].get(long_key(schedule, task, lr, seed, end))
     if reply is None or "error" in reply:
         return None
-    return float(reply["scores"][str(length)])
+    return run_score(reply, length, scoring)
 
 
 def diverged_short(short: dict[int, list[Any]], index: int, seed: int) -> bool:
@@ -145,10 +197,13 @@ def _window(
     low, high = window.start, window.stop - 1
     while True:
         complete, moved = True, False
-        for length in lengths_of(task)[1:]:
+        for length, scoring in itertools.product(lengths_of(task)[1:], SCORINGS):
             table = []
             for index in range(low, high + 1):
-                scores = [_score(budget, short, task, schedule, index, s, length) for s in qc.SEEDS]
+                scores = [
+                    _score(budget, short, task, schedule, index, seed, length, scoring)
+                    for seed in qc.SEEDS
+                ]
                 if any(score is None for score in scores):
                     complete = False
                     break
@@ -166,11 +221,11 @@ def _window(
 
 def _score(
     budget: dict[str, Any], short: dict[int, list[Any]], task: str, schedule: str, index: int,
-    seed: int, length: int,
+    seed: int, length: int, scoring: str = "final",
 ) -> float | None:  # fmt: skip
     if schedule == "constant" and seed in short and diverged_short(short, index, seed):
         return float(short[seed][index]["initial"])
-    return _long_score(budget, schedule, task, qc.GRID[index], seed, length)
+    return _long_score(budget, schedule, task, qc.GRID[index], seed, length, scoring)
 
 
 def plan_jobs(
@@ -204,7 +259,7 @@ def plan_jobs(
                         continue
                     ends = lengths_of(task)[-1:] if schedule == "constant" else lengths_of(task)
                     for end in ends:
-                        job = ("long", schedule, task, qc.GRID[index], seed, end)
+                        job = (RUN, schedule, task, qc.GRID[index], seed, end)
                         if job_key(job) not in budget["jobs"]:
                             target = 4 if seed in ORACLE_SEEDS else stage
                             stages[target].append((cost * end, job))
@@ -221,7 +276,7 @@ def run_job(job: tuple[Any, ...]) -> dict[str, Any]:
     """Run one job; errors are returned, not raised (they are kept in the cache to be seen)."""
     started = time.process_time()
     try:
-        reply = _long_run(job) if job[0] == "long" else _prodigy(job[1], job[2])
+        reply = _long_run(job) if job[0] == RUN else _prodigy(job[1], job[2])
     except Exception as error:
         reply = {"error": f"{type(error).__name__}: {error}"}
     return reply | {"cpu_s": round(time.process_time() - started, 3)}
@@ -230,12 +285,12 @@ def run_job(job: tuple[Any, ...]) -> dict[str, Any]:
 def _long_run(job: tuple[Any, ...]) -> dict[str, Any]:
     _, schedule, name, lr, seed, end = job
     task = get_task(name)
-    marks = [n for n in lengths_of(name) if n <= end] if schedule == "constant" else [end]
+    marks = checkpoints_of(name) if schedule == "constant" else [end]
     outcome = train_at_lr(
         task, qc._task_data(name), lr, seed, schedule, end, marks, TRAIN_LOSS_BLOCKS
     )
     return {
-        "scores": {str(n): qc._round(outcome.score_at(n)) for n in marks},
+        "val_losses": [[n, qc._round(loss)] for n, loss in outcome.checkpoint_val_losses],
         "initial": qc._round(outcome.initial_val_loss),
         "diverged_at": outcome.diverged_at,
         "block_train_losses": [qc._round(loss) for loss in outcome.block_train_losses],

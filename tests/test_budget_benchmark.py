@@ -106,7 +106,7 @@ def _quality(scores_by_index: dict[int, float], diverged_from: int = 99) -> dict
 
 
 def _long_jobs(plan: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
-    return [job for job in plan if job[0] == "long"]
+    return [job for job in plan if job[0] == bc.RUN]
 
 
 def test_the_window_surrounds_the_short_optimum_and_skips_diverged_lrs() -> None:
@@ -123,8 +123,10 @@ def _answer(budget: dict[str, Any], jobs: list[tuple[Any, ...]], best: int) -> N
     for job in jobs:
         index = qc.GRID.index(job[3])
         score = 0.1 + 0.05 * abs(index - best)
-        lengths = bc.lengths_of(job[2])
-        budget["jobs"][qc.job_key(job)] = {"scores": {str(n): score for n in lengths}}
+        steps = bc.checkpoints_of(job[2])
+        budget["jobs"][qc.job_key(job)] = {
+            "val_losses": [[n, score] for n in steps], "initial": 2.0, "diverged_at": None
+        }
 
 
 def test_an_optimum_on_the_windows_edge_widens_it_then_the_oracle_seeds_follow() -> None:
@@ -140,6 +142,23 @@ def test_an_optimum_on_the_windows_edge_widens_it_then_the_oracle_seeds_follow()
     _answer(budget, third, best=low - 3)
     settled = _long_jobs(bc.plan_jobs(quality, budget, ["digits-mlp"]))
     assert {job[4] for job in settled} == set(bc.ORACLE_SEEDS)
+
+
+def test_a_run_is_scored_at_its_end_or_at_its_best_checkpoint_until_then() -> None:
+    reply = {
+        "val_losses": [[10, 0.9], [20, 0.3], [40, 0.5], [80, 1.5]], "initial": 1.2,
+        "diverged_at": 95,
+    }  # fmt: skip
+    assert bc.run_score(reply, 40, "final") == 0.5
+    assert bc.run_score(reply, 40, "best-checkpoint") == 0.3
+    assert bc.run_score(reply, 10, "best-checkpoint") == 0.9
+    assert bc.run_score(reply, 80, "final") == 1.2  # worse than the start: the start
+    # diverged at step 95: the end of a 100-step run is the start; its best checkpoint is kept
+    reply["val_losses"].append([100, float("nan")])
+    assert bc.run_score(reply, 100, "final") == 1.2
+    assert bc.run_score(reply, 100, "best-checkpoint") == 0.3
+    with pytest.raises(ValueError, match="scoring must be one of"):
+        bc.run_score(reply, 10, "mean")
 
 
 def test_successive_halving_keeps_the_lr_with_the_lowest_loss_after_forty_steps() -> None:
