@@ -49,6 +49,7 @@ __all__ = [
 
 RESULTS = qc.CACHE_PATH.parent
 WITHIN = 0.10
+ORACLE = "oracle (best LR on seeds 3-5)"
 HEADLINE_SCORING = bc.SCORINGS[0]
 """Runs scored at their best checkpoint: see :data:`benchmarks.budget_cache.SCORINGS`."""
 DIVISOR_GRID = (1.0, 1.5, 2.0, 3.0, 4.0, 5.0, 7.0, 10.0)
@@ -321,10 +322,10 @@ def summarise(
     ]  # fmt: skip
     if not cells:
         return {}
-    methods = set.intersection(*(set(scored[t][f]) for t, f in cells))
+    methods = set.union(*(set(scored[t][f]) for t, f in cells))
     out = {}
-    for method in methods:
-        regrets = [scored[t][f][method] for t, f in cells]
+    for method in methods:  # a method missing on some tasks (Prodigy: Adam only) is over the rest
+        regrets = [scored[t][f][method] for t, f in cells if method in scored[t][f]]
         out[method] = {
             "geo_mean": geometric_mean([max(1 + r, 1e-9) for r in regrets]),
             "within_10pct": sum(r <= WITHIN for r in regrets),
@@ -341,14 +342,15 @@ def choose(
     each fold's pick, its factor on the left-out task's lengths, and the pick on all of them."""
     present = [task for task in tasks if task in scored]
     chosen, factors = {}, []
-    for left_out in present:
+    for left_out in present if len(present) > 1 else []:
         others = summarise(scored, [t for t in present if t != left_out], None)
         best = min((m for m in others if candidates(m)), key=lambda m: (others[m]["geo_mean"], m))
         chosen[left_out] = best
         factors += [1 + scored[left_out][f][best] for f in scored[left_out]]
     full = summarise(scored, present, None)
     pick = min((m for m in full if candidates(m)), key=lambda m: (full[m]["geo_mean"], m))
-    return {"cv_geo_mean": geometric_mean(factors), "chosen_per_fold": chosen, "pick": pick}
+    cross_validated = geometric_mean(factors) if factors else math.nan
+    return {"cv_geo_mean": cross_validated, "chosen_per_fold": chosen, "pick": pick}
 
 
 def report(quality: dict[str, Any], budget: dict[str, Any]) -> dict[str, Any]:
@@ -374,6 +376,10 @@ def _scored(
             picks[task] = task_picks(quality, budget, task)
         found = picks[task]
         scored[task] = {truth.factor: score_task(truth, found) for truth in known}
+        for truth in known:
+            oracle = truth.oracle_regret()
+            if oracle is not None:
+                scored[task][truth.factor][ORACLE] = oracle
         tasks[task] = {
             str(truth.factor): {
                 "length": truth.length,
@@ -408,8 +414,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     quality = qc.load_cache()
     budget = qc.load_cache(bc.BUDGET_CACHE_PATH)
     document = report(quality, budget)
+    from benchmarks import report as results_report
+
     path = RESULTS / "budget-rescored.json"
     path.write_text(json.dumps(document, indent=1))
+    results_report.write_results(RESULTS)
     for scoring, part in document["scorings"].items():
         chosen = part.get("selection", {})
         print(

@@ -361,9 +361,11 @@ def render(
     instructions: dict[str, Any] | None = None,
     widget_cost: dict[str, Any] | None = None,
     heap: dict[str, Any] | None = None,
+    budget: dict[str, Any] | None = None,
 ) -> str:
-    """The whole RESULTS.md text; the 20-task offline scoring (``rescored``), when present,
+    """The whole RESULTS.md text; the base-budget offline scoring (``rescored``), when present,
     replaces the older quality run."""
+    from benchmarks.budget_report import budget_headline, budget_section
     from benchmarks.heap import heap_headline, heap_section
     from benchmarks.quality_report import quality_headline, quality_section
     from benchmarks.rescore import rescored_headline, rescored_section
@@ -386,6 +388,8 @@ def render(
         bullets += heap_headline(heap)
     if instructions is not None:
         bullets += instructions_headline(instructions)
+    if budget is not None:
+        bullets += budget_headline(budget)
     if rescored is not None:
         bullets += rescored_headline(rescored)
     if bullets:
@@ -400,6 +404,8 @@ def render(
         parts.append(instructions_section(instructions))
     if quality is not None:
         parts.append(quality_section(quality))
+    if budget is not None:
+        parts.append(budget_section(budget))
     if rescored is not None:
         parts.append(rescored_section(rescored))
     return "\n\n".join(parts) + "\n"
@@ -419,6 +425,7 @@ def write_results(results_dir: Path, quick: bool = False) -> Path:
     instructions = None if quick else _load(results_dir / "step_instructions.json")
     widget_cost = _load(results_dir / f"widget_cost{suffix}.json")
     heap = None if quick else _load(results_dir / "heap.json")
-    text = render(speed, quality, rescored, instructions, widget_cost, heap)
+    budget = None if quick else _load(results_dir / "budget-rescored.json")
+    text = render(speed, quality, rescored, instructions, widget_cost, heap, budget)
     target.write_text(text, encoding="utf-8")
     return target

@@ -299,13 +299,16 @@ def rescored_section(document: dict[str, Any]) -> str:
     confirm_pick = constant["confirm_selection"]["pick"]
     confirm_chosen = constant["confirm_selection"]["chosen_per_fold"]
     confirm_folds = sum(chosen == confirm_pick for chosen in confirm_chosen.values())
+    count = len(document["dev_tasks"]) + len(document["held_out_tasks"])
     intro = [
-        "## Suggestion quality (20 tasks, scored offline from the cache)",
+        f"## Suggestion quality at the base budget ({count} tasks, scored offline from the cache)",
         "",
-        "`python -m benchmarks.quality_cache` (once, ~25 min on two cores: ground truth and raw "
+        "`python -m benchmarks.quality_cache` (once, ~30 min on two cores: ground truth and raw "
         "sweeps) then `python -m benchmarks.rescore` (seconds). Ground truth: each task trained "
-        "at 25 constant LRs (1e-5 to 10, four per decade) with 3 seeds, best = lowest mean "
-        "validation loss; for 8 tasks also with the LR as the peak of a one-cycle schedule. A "
+        "for its base budget (60-160 steps, about as long as the sweep: the realistic lengths "
+        "are in the section above) at 25 constant LRs (1e-5 to 10, four per decade) with 3 "
+        "seeds, best = lowest mean validation loss; for 8 tasks also with the LR as the peak "
+        "of a one-cycle schedule. `for_length` is read with no length given. A "
         "pick is scored by interpolating its seed's grid scores in log LR. Score: geometric "
         "mean over tasks of (mean loss at the picks) / (best mean loss); within 10% = at most "
         "1.10. lr_widget's rules read the lag-free curve unless marked `EMA`.",
