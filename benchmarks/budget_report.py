@@ -204,8 +204,7 @@ def _length_examples(part: dict[str, Any]) -> list[str]:
     tasks = [*part["dev_tasks"], *part["held_out_tasks"]][:2]
     lengths = _LENGTH_KEYS[:-1]
     return [
-        f"{task}: "
-        + ", ".join(f"{part['tasks'][task][key]['length']:,}" for key in lengths)
+        f"{task}: " + ", ".join(f"{part['tasks'][task][key]['length']:,}" for key in lengths)
         for task in tasks
     ]
 
