@@ -9,7 +9,14 @@ from typing import Any
 from benchmarks import budget_cache as bc
 from benchmarks.budget_rescore import ORACLE
 
-__all__ = ["ANCHOR_ROWS", "OUR_ROWS", "budget_headline", "budget_section", "readme_table"]
+__all__ = [
+    "ANCHOR_ROWS",
+    "OUR_ROWS",
+    "budget_headline",
+    "budget_section",
+    "readme_table",
+    "readme_with_table",
+]
 
 OUR_ROWS = (
     "for_length, length given",
@@ -215,9 +222,26 @@ def bc_tasks() -> list[str]:
     return [task.name for task in TASKS]
 
 
+README_START, README_END = "<!-- budget-table:start -->", "<!-- budget-table:end -->"
+
+
 def readme_table(document: dict[str, Any]) -> str:
-    """The README's comparison table: held-out, per length, our rule and each anchor."""
+    """The README's comparison table: held-out, per length, our rule and each anchor, after a
+    line saying how many tasks it covers."""
     part = document["scorings"][document["headline_scoring"]]
     rows = ["for_length, length given", "for_length, length not given", "minimum_third",
             "minimum + confirm (30-step probes)", *ANCHOR_ROWS, ORACLE]  # fmt: skip
-    return "\n".join(_table(part, "held_out", rows))
+    held, dev = part["held_out_tasks"], part["dev_tasks"]
+    status = (
+        f"Held-out tasks measured at every length so far: {len(held)} "
+        f"({', '.join(held) or 'none yet'}); development tasks: {len(dev)} of the "
+        f"{len(bc_tasks())} tasks in all (the computation runs over several sessions)."
+    )
+    return "\n".join([status, "", *_table(part, "held_out", rows)])
+
+
+def readme_with_table(readme: str, document: dict[str, Any]) -> str:
+    """``readme`` with the text between the table markers replaced by :func:`readme_table`."""
+    start, end = readme.index(README_START), readme.index(README_END)
+    block = f"{README_START}\n{readme_table(document)}\n"
+    return readme[:start] + block + readme[end:]

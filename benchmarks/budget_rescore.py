@@ -415,10 +415,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     budget = qc.load_cache(bc.BUDGET_CACHE_PATH)
     document = report(quality, budget)
     from benchmarks import report as results_report
+    from benchmarks.budget_report import readme_with_table
 
     path = RESULTS / "budget-rescored.json"
     path.write_text(json.dumps(document, indent=1))
     results_report.write_results(RESULTS)
+    readme = RESULTS.parent.parent / "README.md"
+    readme.write_text(readme_with_table(readme.read_text(encoding="utf-8"), document), "utf-8")
     for scoring, part in document["scorings"].items():
         chosen = part.get("selection", {})
         print(

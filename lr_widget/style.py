@@ -52,7 +52,9 @@ RULE_STYLES: dict[str, MarkerStyle] = {
     "minimum": MarkerStyle("#9467bd", "square", "s"),
     "slide": MarkerStyle("#ff7f0e", "cross", "P"),
     "consensus": MarkerStyle("#a6761d", "circle", "o"),
-    "minimum_third": MarkerStyle("#e7298a", "ellipse", "X"),  # bqplot's "plus" is stroke-only
+    # The default's own marker; bqplot's "plus" is stroke-only.
+    "for_length": MarkerStyle("#e7298a", "ellipse", "X"),
+    "minimum_third": MarkerStyle("#e6ab02", "circle", "p"),
     "minimum_half": MarkerStyle("#66a61e", "rectangle", "h"),
     "steep_minimum": MarkerStyle("#1b9e77", "triangle-up", "^"),
 }

@@ -4,7 +4,9 @@ fine-tuning and mid-training tasks start, the adaptive window, and the anchors s
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -190,3 +192,17 @@ def test_length_truth_interpolates_in_log_lr_and_reads_its_oracle() -> None:
     assert truth.score(0, None) == 2.0
     assert truth.regret({seed: 1e-2 for seed in qc.SEEDS}) == 0.0
     assert truth.oracle_regret() == pytest.approx(1.0)  # seeds 3-5 prefer 1e-3, which costs x2
+
+
+def test_the_readme_table_is_the_one_the_committed_results_give() -> None:
+    from benchmarks.budget_report import README_END, README_START, readme_with_table
+
+    root = Path(__file__).resolve().parent.parent
+    document = json.loads((root / "benchmarks/results/budget-rescored.json").read_text())
+    readme = (root / "README.md").read_text(encoding="utf-8")
+    assert readme_with_table(readme, document) == readme, (
+        "README's table differs from benchmarks/results/budget-rescored.json: rerun "
+        "python -m benchmarks.budget_rescore"
+    )
+    table = readme[readme.index(README_START) : readme.index(README_END)]
+    assert "| for_length, length given |" in table or "so far: 0" in table
