@@ -18,16 +18,27 @@ are released before the saved ones are copied back, so the device never holds bo
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import random
-from collections.abc import Mapping
+import signal
+import threading
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 
-__all__ = ["MAX_SEED", "RNGState", "TrainingState", "local_shard", "seed_everything", "to_host"]
+__all__ = [
+    "MAX_SEED",
+    "RNGState",
+    "RestoreError",
+    "TrainingState",
+    "local_shard",
+    "seed_everything",
+    "to_host",
+]
 
 MAX_SEED = 2**32 - 1
 """The largest seed every stream accepts (numpy's legacy seeding takes ``[0, 2**32)``)."""
@@ -110,9 +121,48 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
 
 
+class RestoreError(RuntimeError):
+    """Some parts of a snapshot could not be written back; every other part was.
+
+    ``failures`` lists ``(what, why)`` for each part that failed.
+    """
+
+    def __init__(self, failures: list[tuple[str, str]]) -> None:
+        self.failures = failures
+        listed = "; ".join(f"{what}: {why}" for what, why in failures)
+        super().__init__(f"restored everything except {len(failures)} part(s): {listed}")
+
+
+@dataclass
+class _Slot:
+    """One entry of a module's ``_parameters`` or ``_buffers``: the object it held (or
+    ``None``), found again by identity at restore."""
+
+    module: torch.nn.Module
+    table: str  # "_parameters" or "_buffers"
+    name: str
+    value: torch.Tensor | None
+
+    @property
+    def label(self) -> str:
+        kind = "parameter" if self.table == "_parameters" else "buffer"
+        return f"{kind} {self.name!r} of {type(self.module).__name__}"
+
+
 class TrainingState:
     """A host-memory snapshot of a model, its optimizer, a GradScaler, an LR scheduler and the
     RNG streams.
+
+    What it covers: every parameter and buffer of every module, by the object each module held
+    (a buffer that ``forward`` regrows or replaces, or a ``None`` buffer it fills, gets its
+    object back; names registered during the sweep are removed); every tensor of every
+    optimizer param group, the model's or not (a learnable temperature in the loss); their
+    gradients; the optimizer's state and param groups, put back as the same objects (the user's
+    tensor ``lr``, an fp32 master copy of bf16 weights keep their identity and dtype; nothing is
+    cast); the scheduler, scaler, RNG streams and every module's train/eval mode.
+    :meth:`restore` writes back every part it can, even when one fails, and then raises one
+    :class:`RestoreError` listing what it could not; a KeyboardInterrupt arriving meanwhile
+    waits until it is done.
 
     Examples
     --------
@@ -134,27 +184,53 @@ class TrainingState:
         self._model = model
         self._optimizer = optimizer
         self._scaler = scaler if scaler is not None and scaler.is_enabled() else None
-        pin = any(tensor.is_cuda for tensor in self._tensors())
+        with torch.inference_mode(False), torch.no_grad():
+            self._capture(model, optimizer, scheduler)
+        if self._pinned:
+            torch.cuda.synchronize()
+
+    def _capture(
+        self, model: torch.nn.Module, optimizer: torch.optim.Optimizer | None, scheduler: Any
+    ) -> None:
+        self._slots = [
+            _Slot(module, table, name, value)
+            for module in model.modules()
+            for table in ("_parameters", "_buffers")
+            for name, value in getattr(module, table).items()
+        ]
+        self._names = {
+            (id(module), table): set(getattr(module, table))
+            for module in model.modules()
+            for table in ("_parameters", "_buffers")
+        }
+        tensors = _unique([slot.value for slot in self._slots if slot.value is not None])
+        known = {id(tensor) for tensor in tensors}
+        self._extra_params = _unique([
+            param for group in (optimizer.param_groups if optimizer else [])
+            for param in group["params"] if id(param) not in known
+        ])  # fmt: skip
+        every = tensors + self._extra_params
+        pin = any(tensor.is_cuda for tensor in every)
         self._pinned = pin
-        self._tensor_values = {
-            name: to_host(local_shard(t), pin) for name, t in self._named_tensors().items()
-        }
+        self._values = {id(t): (t, to_host(local_shard(t), pin)) for t in every}
+        extra = {id(param) for param in self._extra_params}
+        self._params = [t for t in every if isinstance(t, torch.nn.Parameter) or id(t) in extra]
         self._grads = {
-            name: to_host(param.grad, pin)
-            for name, param in model.named_parameters()
-            if param.grad is not None
+            id(param): None if param.grad is None else to_host(param.grad, pin)
+            for param in self._params
         }
-        self._modes = [module.training for module in model.modules()]
-        self._optimizer_state = to_host(optimizer.state_dict(), pin) if optimizer else None
+        self._modes = [(module, module.training) for module in model.modules()]
+        self._optimizer_state = _OptimizerState(optimizer, pin) if optimizer else None
         self._scaler_state = to_host(self._scaler.state_dict()) if self._scaler else None
         # An attached LR scheduler marks the optimizer's step as called; the sweep must not.
         self._opt_called = getattr(optimizer, "_opt_called", _MISSING)
         self._scheduler = scheduler
         self._scheduler_state = to_host(scheduler.state_dict()) if scheduler is not None else None
         self._rng = RNGState.capture()
-        self._host_bytes = _tensor_bytes([self._tensor_values, self._grads, self._optimizer_state])
-        if pin:
-            torch.cuda.synchronize()
+        self._host_bytes = _tensor_bytes(
+            [[value for _, value in self._values.values()], list(self._grads.values()),
+             self._optimizer_state.host_values() if self._optimizer_state else []]
+        )  # fmt: skip
 
     @classmethod
     def capture(
@@ -168,14 +244,6 @@ class TrainingState:
         ``state_dict``/``load_state_dict``); any may be shared with the caller."""
         return cls(model, optimizer, scaler, scheduler)
 
-    def _named_tensors(self) -> dict[str, torch.Tensor]:
-        tensors: dict[str, torch.Tensor] = dict(self._model.named_parameters())
-        tensors.update((f"buffer:{name}", buffer) for name, buffer in self._model.named_buffers())
-        return tensors
-
-    def _tensors(self) -> list[torch.Tensor]:
-        return list(self._named_tensors().values())
-
     @property
     def host_bytes(self) -> int:
         """Bytes of host memory the snapshot's tensors hold (held when it was captured)."""
@@ -184,53 +252,198 @@ class TrainingState:
     def restore(self, keep: bool = True) -> None:
         """Write the snapshot back into the live objects, bit for bit.
 
-        With ``keep=False`` the optimizer state is handed over instead of copied (a restore that
-        ends the snapshot's life saves one copy of the optimizer state) and the host copies are
-        let go at once; the snapshot must not be restored again after that.
+        Every part is restored even when another fails; then a :class:`RestoreError` lists the
+        parts that failed. A KeyboardInterrupt (SIGINT in the main thread) arriving during the
+        restore is raised after it. With ``keep=False`` the host copies are let go afterwards;
+        the snapshot must not be restored again after that.
         """
-        # From pinned memory the copies are asynchronous: one wait at the end, not one per tensor.
-        current = self._named_tensors()
-        with torch.no_grad():
-            for name, saved in self._tensor_values.items():
-                local_shard(current[name]).copy_(saved, non_blocking=self._pinned)
-        self._restore_grads()
-        # Set the flag itself: Module.train() recurses into children and may be overridden.
-        for module, training in zip(self._model.modules(), self._modes, strict=False):
-            module.training = training
-        if self._optimizer is not None and self._optimizer_state is not None:
-            state = to_host(self._optimizer_state) if keep else self._optimizer_state
-            self._optimizer.state.clear()  # free the sweep's state on the device before loading
-            self._optimizer.load_state_dict(state)
-            self._restore_opt_called()
-        if self._scheduler is not None and self._scheduler_state is not None:
-            self._scheduler.load_state_dict(to_host(self._scheduler_state))
-        if self._scaler is not None and self._scaler_state is not None:
-            self._scaler.load_state_dict(dict(self._scaler_state))
-        self._rng.restore()
-        if self._pinned:
-            torch.cuda.synchronize()
-        if not keep:
-            self._release()
+        failures: list[tuple[str, str]] = []
+        with _interrupts_deferred() as interrupted:
+            with torch.inference_mode(False), torch.no_grad():
+                for what, part in self._parts(keep):
+                    try:
+                        part(failures)
+                    except BaseException as error:  # every part must get its turn
+                        failures.append((what, _why(error)))
+            if self._pinned:
+                torch.cuda.synchronize()
+            if not keep:
+                self._release()
+        if failures:
+            interrupt = [why for _, why in failures if why.startswith("KeyboardInterrupt")]
+            if interrupt and len(interrupt) == len(failures):
+                raise KeyboardInterrupt
+            raise RestoreError(failures)
+        if interrupted:
+            raise KeyboardInterrupt
 
-    def _restore_opt_called(self) -> None:
+    def _parts(self, keep: bool) -> list[tuple[str, Any]]:
+        return [
+            ("parameters and buffers", self._restore_tensors),
+            ("gradients", self._restore_grads),
+            ("train/eval modes", lambda _failures: self._restore_modes()),
+            ("optimizer", lambda failures: self._restore_optimizer(failures, keep)),
+            ("LR scheduler", lambda _failures: self._restore_scheduler()),
+            ("GradScaler", lambda _failures: self._restore_scaler()),
+            ("random number generators", lambda _failures: self._rng.restore()),
+        ]
+
+    def _restore_tensors(self, failures: list[tuple[str, str]]) -> None:
+        for _, (tensor, saved) in self._values.items():
+            try:
+                _write(tensor, saved, self._pinned)
+            except BaseException as error:
+                failures.append((f"tensor of shape {tuple(saved.shape)}", _why(error)))
+        for slot in self._slots:
+            table = getattr(slot.module, slot.table)
+            if table.get(slot.name, _MISSING) is not slot.value:
+                table[slot.name] = slot.value  # replaced, emptied or removed: the object again
+        for module, _ in self._modes:
+            for table_name in ("_parameters", "_buffers"):
+                table = getattr(module, table_name)
+                known = self._names.get((id(module), table_name), set())
+                for name in [name for name in table if name not in known]:
+                    del table[name]  # registered during the sweep
+
+    def _restore_grads(self, _failures: list[tuple[str, str]]) -> None:
+        for param in self._params:
+            param.grad = None  # free the sweep's gradients before the saved ones are copied back
+        for param in self._params:
+            saved = self._grads[id(param)]
+            if saved is not None:
+                param.grad = saved.to(param.device, copy=True, non_blocking=self._pinned)
+
+    def _restore_modes(self) -> None:
+        # Set the flag itself: Module.train() recurses into children and may be overridden.
+        for module, training in self._modes:
+            module.training = training
+
+    def _restore_optimizer(self, failures: list[tuple[str, str]], keep: bool) -> None:
+        if self._optimizer is None or self._optimizer_state is None:
+            return
+        self._optimizer_state.restore(self._optimizer, failures, keep, self._pinned)
         if self._opt_called is _MISSING:
             vars(self._optimizer).pop("_opt_called", None)
         else:
-            self._optimizer._opt_called = self._opt_called  # type: ignore[union-attr]
+            self._optimizer._opt_called = self._opt_called  # type: ignore[attr-defined]
+
+    def _restore_scheduler(self) -> None:
+        if self._scheduler is not None and self._scheduler_state is not None:
+            self._scheduler.load_state_dict(to_host(self._scheduler_state))
+
+    def _restore_scaler(self) -> None:
+        if self._scaler is not None and self._scaler_state is not None:
+            self._scaler.load_state_dict(dict(self._scaler_state))
 
     def _release(self) -> None:
-        self._tensor_values, self._grads, self._optimizer_state = {}, {}, None
+        self._values, self._grads, self._optimizer_state = {}, {}, None
         if self._pinned:
             _return_pinned_memory()
 
-    def _restore_grads(self) -> None:
-        parameters = list(self._model.named_parameters())
-        for _, param in parameters:
-            param.grad = None  # free the sweep's gradients before the saved ones are copied back
-        for name, param in parameters:
-            saved_grad = self._grads.get(name)
-            if saved_grad is not None:
-                param.grad = saved_grad.to(param.device, copy=True, non_blocking=self._pinned)
+
+class _OptimizerState:
+    """An optimizer's param groups and per-parameter state, kept as the objects they are.
+
+    ``optimizer.load_state_dict`` is not an exact restore: it casts state to each parameter's
+    dtype, replaces a tensor ``lr`` the user holds, and builds new group dicts (inference tensors
+    under ``torch.inference_mode``). This puts back the same group dicts, lists and tensors, each
+    tensor's saved value copied into it.
+    """
+
+    def __init__(self, optimizer: torch.optim.Optimizer, pin: bool) -> None:
+        self.groups_list = optimizer.param_groups
+        self.groups = [(group, dict(group), list(group["params"])) for group in self.groups_list]
+        self.state_table = optimizer.state
+        self.state = [(param, entries, dict(entries)) for param, entries in optimizer.state.items()]
+        values = [value for _, items, _ in self.groups for value in items.values()]
+        values += [value for _, _, items in self.state for value in items.values()]
+        self.tensors = {
+            id(value): (value, to_host(local_shard(value), pin))
+            for value in values
+            if isinstance(value, torch.Tensor)
+        }
+        self.plain = {
+            id(value): copy.deepcopy(value)
+            for _, items, _ in self.state
+            for value in items.values()
+            if not isinstance(value, torch.Tensor)
+        }
+
+    def host_values(self) -> list[torch.Tensor]:
+        return [saved for _, saved in self.tensors.values()]
+
+    def restore(
+        self, optimizer: torch.optim.Optimizer, failures: list[tuple[str, str]], keep: bool,
+        pinned: bool,
+    ) -> None:  # fmt: skip
+        optimizer.state = self.state_table
+        self.state_table.clear()  # the sweep's own state is freed before the copies come back
+        for tensor, saved in self.tensors.values():
+            try:
+                _write(tensor, saved, pinned)
+            except BaseException as error:
+                failures.append((f"optimizer tensor of shape {tuple(saved.shape)}", _why(error)))
+        for param, entries, items in self.state:
+            entries.clear()
+            entries.update({
+                key: value if isinstance(value, torch.Tensor) else _plain(self.plain, value, keep)
+                for key, value in items.items()
+            })  # fmt: skip
+            self.state_table[param] = entries
+        optimizer.param_groups = self.groups_list
+        self.groups_list[:] = [group for group, _, _ in self.groups]
+        for group, items, params in self.groups:
+            group.clear()
+            group.update(items)
+            items["params"][:] = params
+
+
+def _plain(saved: dict[int, Any], value: Any, keep: bool) -> Any:
+    copied = saved[id(value)]
+    return copy.deepcopy(copied) if keep else copied
+
+
+def _write(tensor: torch.Tensor, saved: torch.Tensor, pinned: bool) -> None:
+    """Copy ``saved`` into ``tensor``; where the sweep resized it in place, give it back its
+    own shape and dtype."""
+    target = local_shard(tensor)
+    if target.shape == saved.shape and target.dtype == saved.dtype:
+        target.copy_(saved, non_blocking=pinned)
+    else:
+        target.data = saved.to(target.device, copy=True)
+
+
+def _unique(tensors: list[torch.Tensor]) -> list[torch.Tensor]:
+    seen: set[int] = set()
+    out = []
+    for tensor in tensors:
+        if id(tensor) not in seen:
+            seen.add(id(tensor))
+            out.append(tensor)
+    return out
+
+
+def _why(error: BaseException) -> str:
+    return f"{type(error).__name__}: {error}".rstrip(": ")
+
+
+@contextlib.contextmanager
+def _interrupts_deferred() -> Iterator[list[bool]]:
+    """Hold a SIGINT (Ctrl-C, a kernel interrupt) until the block ends; the list says whether
+    one came. Only the main thread receives signals; elsewhere this does nothing."""
+    interrupted: list[bool] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield interrupted
+        return
+    try:
+        previous = signal.signal(signal.SIGINT, lambda *_: interrupted.append(True))
+    except (ValueError, OSError):  # no signals here (an embedded interpreter)
+        yield interrupted
+        return
+    try:
+        yield interrupted
+    finally:
+        signal.signal(signal.SIGINT, previous if previous is not None else signal.SIG_DFL)
 
 
 def _return_pinned_memory() -> None:
