@@ -16,13 +16,16 @@ from lr_widget.settings import SweepSettings
 from lr_widget.validation import ArgumentTypeError, require_int
 
 __all__ = [
+    "check_callback",
     "check_iterable",
     "check_loss_read_lag",
     "check_model",
     "check_optimizer",
     "check_scheduler",
+    "check_stop_event",
     "make_settings",
     "steps_for_epochs",
+    "stop_requested",
 ]
 
 
@@ -75,6 +78,41 @@ def steps_for_epochs(epochs: Any, train_data: Any, accumulation_steps: Any = 1) 
     return max(1, math.ceil(passes * batches / accumulation))
 
 
+def check_callback(callback: Any) -> None:
+    if callback is not None and not callable(callback):
+        raise ArgumentTypeError(
+            f"callback must be a function of a StepEvent (returning True to stop) or None, got "
+            f"{callback!r}"
+        )
+
+
+def check_stop_event(stop_event: Any) -> None:
+    if stop_event is not None and not callable(getattr(stop_event, "is_set", None)):
+        raise ArgumentTypeError(
+            f"stop_event must be a threading.Event (anything with is_set()) or None, got "
+            f"{stop_event!r}"
+        )
+
+
+def stop_requested(answer: Any) -> bool:
+    """Whether a callback's return value asks to stop: ``True``, or a true one-element tensor
+    or numpy value; ``None``/``False`` go on; anything else is a ``TypeError``.
+
+    >>> stop_requested(None), stop_requested(True), stop_requested(torch.tensor(False))
+    (False, True, False)
+    """
+    if answer is None or isinstance(answer, bool):
+        return bool(answer)
+    size = getattr(answer, "numel", getattr(answer, "size", None))
+    count = size() if callable(size) else size
+    if count == 1 and hasattr(answer, "dtype"):
+        return bool(answer)
+    raise ArgumentTypeError(
+        "callback must return True (stop), False or None; got "
+        + (f"a tensor of {count} values" if count is not None else f"{answer!r}")
+    )
+
+
 def check_loss_read_lag(loss_read_lag: Any) -> None:
     if loss_read_lag is not None:  # steps the host may run ahead of the device
         require_int("loss_read_lag", loss_read_lag, 0)
@@ -90,6 +128,11 @@ def check_model(model: Any, train_data: Any = None) -> None:
     if not isinstance(model, torch.nn.Module):
         swapped = _SWAPPED if isinstance(train_data, torch.nn.Module) else ""
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}{swapped}")
+    if next(iter(model.parameters()), None) is None:
+        raise ValueError(
+            f"model has no parameters at all ({type(model).__name__}): a learning rate has "
+            "nothing to act on"
+        )
     if not any(p.requires_grad for p in model.parameters()):
         raise ValueError(
             f"model has no trainable parameters (every parameter of {type(model).__name__} has "
@@ -107,7 +150,8 @@ def check_iterable(data: Any, name: str) -> None:
         raise TypeError(
             f"{name} must be a DataLoader or another iterable of batches, got {type(data).__name__}"
         )
-    with contextlib.suppress(TypeError):
+    # An IterableDataset's DataLoader raises TypeError or NotImplementedError from len(): unsized.
+    with contextlib.suppress(TypeError, NotImplementedError):
         if len(data) == 0:
             raise ValueError(f"{name} is empty (len() == 0); it must yield at least one batch")
 

@@ -24,7 +24,9 @@ import numpy as np
 import torch
 
 from lr_widget.batches import BatchStream, LossComputer, LossFn, StepFn, move_to_device
+from lr_widget.claims import claimed
 from lr_widget.state import TrainingState
+from lr_widget.stepping import needs_closure
 from lr_widget.validation import ArgumentTypeError, require_int, require_lr, require_real
 
 __all__ = [
@@ -343,19 +345,27 @@ def confirm_lr(
         optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad])
     if step_fn is not None and not callable(step_fn):
         raise ArgumentTypeError(f"step_fn must be callable or None, got {step_fn!r}")
+    if needs_closure(optimizer):
+        raise ArgumentTypeError(
+            f"confirmation probes take plain optimizer steps; {type(optimizer).__name__}.step "
+            "needs a closure"
+        )
     losses_of = LossComputer(model, loss_fn, step_fn)
     device = next(model.parameters()).device
-    saved = TrainingState.capture(model, optimizer)
-    base = [group["lr"] for group in optimizer.param_groups]
+    base = [float(group["lr"]) for group in optimizer.param_groups]
     largest = max(base)
     runs = []
-    for factor in candidates:
-        for group, group_lr in zip(optimizer.param_groups, base, strict=True):
-            group["lr"] = group_lr * centre * factor / largest if largest > 0 else centre * factor
-        try:
-            runs.append(_probe(model, optimizer, losses_of, BatchStream(train_data), device, steps))
-        finally:
-            saved.restore()  # the LRs too: they are hyper-parameters in the optimizer's state
+    with claimed("confirmation probes", model=model, optimizer=optimizer):
+        saved = TrainingState.capture(model, optimizer)
+        for factor in candidates:
+            for group, group_lr in zip(optimizer.param_groups, base, strict=True):
+                scale = centre * factor / largest if largest > 0 else centre * factor
+                group["lr"] = group_lr * scale if largest > 0 else scale
+            try:
+                batches = BatchStream(train_data)
+                runs.append(_probe(model, optimizer, losses_of, batches, device, steps))
+            finally:
+                saved.restore()  # the LRs too: they are hyper-parameters in the optimizer
     return compare_probes([centre * factor for factor in candidates], runs, centre, tail)
 
 

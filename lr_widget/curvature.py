@@ -34,6 +34,7 @@ import torch
 from typing_extensions import Self
 
 from lr_widget.batches import LossComputer, LossFn, StepFn, move_to_device
+from lr_widget.claims import claimed
 from lr_widget.hessian import HessianOperator, TopEigenpair, scaled_operator, top_eigenvalue
 from lr_widget.jsonfile import DocumentError, JsonDocument, encode_float
 from lr_widget.state import TrainingState, seed_everything
@@ -241,19 +242,22 @@ def estimate_curvature(
         optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad])
     params = _trained_params(model, optimizer)
     rule = update_rule(optimizer)
-    snapshot = TrainingState.capture(model)
-    try:
-        seed_everything(seed)
-        _set_mode(model, mode)
-        batches = _first_batches(train_data, num_batches, params[0].device)
-        hessian = HessianOperator(params, batches, LossComputer(model, loss_fn, step_fn), seed)
-        scale, source = _update_scale(rule, optimizer, params, hessian, estimate_second_moment)
-        decay = per_coordinate(optimizer, params, coupled_decay(optimizer))
-        operator = scaled_operator(hessian, scale.sqrt(), decay)
-        start = _start_vector(scale, seed)
-        found = top_eigenvalue(operator, start, max_iterations=max_iterations, tolerance=tolerance)
-    finally:
-        snapshot.restore(keep=False)
+    with claimed("a curvature estimate", model=model):
+        snapshot = TrainingState.capture(model)
+        try:
+            seed_everything(seed)
+            _set_mode(model, mode)
+            batches = _first_batches(train_data, num_batches, params[0].device)
+            hessian = HessianOperator(params, batches, LossComputer(model, loss_fn, step_fn), seed)
+            scale, source = _update_scale(rule, optimizer, params, hessian, estimate_second_moment)
+            decay = per_coordinate(optimizer, params, coupled_decay(optimizer))
+            operator = scaled_operator(hessian, scale.sqrt(), decay)
+            start = _start_vector(scale, seed)
+            found = top_eigenvalue(
+                operator, start, max_iterations=max_iterations, tolerance=tolerance
+            )
+        finally:
+            snapshot.restore(keep=False)
     return _describe(rule, found, len(batches), source)
 
 

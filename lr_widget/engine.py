@@ -15,6 +15,7 @@ the mean over ranks and every rank's stop request, so all ranks stop together
 
 from __future__ import annotations
 
+import contextlib
 import platform
 import threading
 import time
@@ -25,20 +26,24 @@ import torch
 
 from lr_widget.batches import BatchStream, LossComputer, LossFn, StepFn, move_to_device
 from lr_widget.checks import (
+    check_callback,
     check_iterable,
     check_loss_read_lag,
     check_model,
     check_optimizer,
     check_scheduler,
+    check_stop_event,
     make_settings,
+    stop_requested,
 )
+from lr_widget.claims import claimed
 from lr_widget.distributed import StepSync, default_loss_read_lag, resolve_distributed, world_size
 from lr_widget.recording import CurveRecorder, StepCallback, StepEvent, SweepEnded
 from lr_widget.result import RangeTestResult, StopReason
 from lr_widget.scaling import make_scaler
 from lr_widget.schedules import group_lr_ratios, iter_lrs, lr_setter
 from lr_widget.settings import SweepSettings
-from lr_widget.state import TrainingState
+from lr_widget.state import RestoreError, TrainingState
 from lr_widget.stepping import Stepper
 from lr_widget.version import __version__
 
@@ -150,21 +155,26 @@ class LRFinder:
     ) -> RangeTestResult:
         """Run the sweep to its end and return the result.
 
-        ``callback(event)`` is called after every step; returning ``True`` stops the sweep. An
-        exception in user code (model, loss, data, callback) restores the state, is recorded on
-        :attr:`result` (``stop_reason="error"``) and is raised again.
+        ``callback(event)`` is called after every step; returning ``True`` (or a one-element
+        tensor that is true) stops the sweep. An exception in user code (model, loss, data,
+        callback) restores the state, is recorded on :attr:`result` (``stop_reason="error"``)
+        and is raised again.
         """
+        check_callback(callback)
         steps = self.steps(stop_event)
-        event = next(steps, None)
-        while event is not None:
-            try:
-                wants_stop = callback(event) if callback is not None else False
-            except BaseException as error:
-                steps.throw(error)  # records the error and restores, then raises it again
-                raise  # pragma: no cover - throw() always raises here
-            if wants_stop:
-                self.stop()
+        try:
             event = next(steps, None)
+            while event is not None:
+                try:
+                    wants_stop = callback is not None and stop_requested(callback(event))
+                except BaseException as error:
+                    steps.throw(error)  # records the error and restores, then raises it again
+                    raise  # pragma: no cover - throw() always raises here
+                if wants_stop:
+                    self.stop()
+                event = next(steps, None)
+        finally:
+            steps.close()  # whatever escapes, the restore happens now, not at garbage collection
         assert self.result is not None
         return self.result
 
@@ -176,6 +186,12 @@ class LRFinder:
         garbage collection. With ``loss_read_lag > 0`` each event comes that many steps after its
         step was trained; steps trained past the one that ends the sweep are not recorded.
         """
+        check_stop_event(stop_event)
+        if torch.is_inference_mode_enabled():
+            raise RuntimeError(
+                "a range test trains, and torch.inference_mode() is on in this thread: call it "
+                "outside the `with torch.inference_mode():` block"
+            )
         with self._lock:
             if self._running:
                 raise RuntimeError("this LRFinder is already running a sweep")
@@ -183,11 +199,14 @@ class LRFinder:
         self._stop_event.clear()
         external_stop = stop_event or threading.Event()
         started = time.perf_counter()
+        claim = contextlib.ExitStack()  # this model and optimizer are ours until restored
         try:
+            claim.enter_context(claimed("a sweep", model=self.model, optimizer=self.optimizer))
             snapshot = TrainingState.capture(
                 self.model, self.optimizer, self.scaler, self.scheduler
             )
         except BaseException:
+            claim.close()
             self._running = False
             raise
         snapshot_s = time.perf_counter() - started
@@ -209,6 +228,10 @@ class LRFinder:
             restore_started = time.perf_counter()
             try:
                 snapshot.restore(keep=False)
+            except RestoreError as error:
+                result.error = f"{type(error).__name__}: {error}"
+                reason, detail = StopReason.ERROR, f"restore failed: {error}"
+                raise
             finally:
                 result.stop_reason, result.stop_detail = reason, detail
                 result.metadata["loss"] = self.losses.loss_name
@@ -218,6 +241,7 @@ class LRFinder:
                     restore_s=time.perf_counter() - restore_started,
                     total_s=time.perf_counter() - started,
                 )
+                claim.close()
                 self._running = False
 
     # -- the loop ---------------------------------------------------------------------------

@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import os
 import threading
+import warnings
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 from typing import Any, overload
 
 import torch
 
 from lr_widget.batches import LossFn
+from lr_widget.checks import check_callback, check_stop_event
 from lr_widget.confirm import CONFIRM_RULE, check_confirm_options, confirm_lr
 from lr_widget.distributed import is_main_process
 from lr_widget.engine import LRFinder
@@ -24,6 +27,7 @@ from lr_widget.recording import StepCallback
 from lr_widget.repeated import RepeatedRangeTest
 from lr_widget.repeats import RepeatCallback, RepeatedSweep
 from lr_widget.result import RangeTestResult
+from lr_widget.stepping import needs_closure
 from lr_widget.sweep_result import SweepResult
 from lr_widget.validation import ArgumentTypeError
 
@@ -172,6 +176,15 @@ def find_lr(
     (2, [0, 1])
     """
     confirm_options = _confirm_options(confirm)
+    if confirm_options is not None and optimizer is not None and needs_closure(optimizer):
+        raise ArgumentTypeError(
+            f"confirm=True trains probes with plain optimizer steps, and "
+            f"{type(optimizer).__name__}.step needs a closure; sweep without confirm, or "
+            "confirm with another optimizer"
+        )
+    save_path = check_save_to(save_to)
+    check_callback(callback)
+    check_stop_event(stop_event)
     sweep: dict[str, Any] = {
         "start_lr": start_lr,
         "end_lr": end_lr,
@@ -197,10 +210,34 @@ def find_lr(
             step_fn=options.get("step_fn"), **confirm_options,
         )  # fmt: skip
         result.metadata["confirmation"] = confirmation.to_dict()
-    if save_to is not None and is_main_process():
-        result.save(save_to)
+    if save_path is not None and is_main_process():
+        try:
+            result.save(save_path)
+        except OSError as error:  # the sweep's result is worth more than the file
+            warnings.warn(
+                f"the sweep finished but its result could not be saved to {save_path}: {error}; "
+                "it is returned all the same (result.save(path) to try again)",
+                RuntimeWarning,
+                stacklevel=2,
+            )
     assert isinstance(result, (RangeTestResult, RepeatedRangeTest))
     return result
+
+
+def check_save_to(save_to: Any) -> Path | None:
+    """``save_to`` as a path whose folder exists, checked before the sweep runs."""
+    if save_to is None:
+        return None
+    if not isinstance(save_to, (str, os.PathLike)):
+        raise ArgumentTypeError(
+            f"save_to must be a path (str or os.PathLike) or None, got {type(save_to).__name__}"
+        )
+    path = Path(save_to)
+    if path.is_dir():
+        raise ValueError(f"save_to must be a file path, got the folder {str(path)!r}")
+    if not path.parent.is_dir():
+        raise ValueError(f"save_to's folder {str(path.parent)!r} does not exist; create it first")
+    return path
 
 
 def _confirm_options(confirm: bool | Mapping[str, Any]) -> dict[str, Any] | None:
