@@ -6,7 +6,9 @@ Results, repeated results, comparisons and curvature estimates are saved as stri
 :func:`document_from_dict` checks that header once for every kind and hands the rest to the
 kind's ``_from_fields``. Loading a file someone sent you parses text and runs no code: a pickle
 renamed ``.json``, a truncated file, a ``NaN`` literal or a field of the wrong type is refused
-with a :class:`DocumentError` that says which.
+with a :class:`DocumentError` that says which. Reading is bounded too: only regular files (not a
+FIFO that never ends, not a link to ``/dev/zero``), at most :data:`MAX_DOCUMENT_BYTES`, nested at
+most :data:`MAX_NESTING` levels deep.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import stat
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
@@ -21,6 +24,8 @@ from typing import Any, ClassVar, TypeVar
 from typing_extensions import Self
 
 __all__ = [
+    "MAX_DOCUMENT_BYTES",
+    "MAX_NESTING",
     "DocumentError",
     "JsonDocument",
     "decode_floats",
@@ -37,6 +42,11 @@ __all__ = [
 Document = TypeVar("Document", bound="JsonDocument")
 
 _NON_FINITE = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
+MAX_DOCUMENT_BYTES = 64 * 2**20
+"""The largest file read as a document (a 10,000-step sweep repeated 10 times is ~4 MiB)."""
+MAX_NESTING = 64
+"""The deepest nesting of objects and lists a document may have."""
+_UTF8_BOM = b"\xef\xbb\xbf"
 # The first byte of every pickle since protocol 2.
 _PICKLE_PROTOCOL_BYTE = 0x80
 # Protocols 0 and 1 start with an opcode (MARK, EMPTY_DICT, EMPTY_LIST, GLOBAL) that no JSON text
@@ -109,6 +119,7 @@ def parse_document(content: str | bytes, source: str = "the document") -> Any:
     lr_widget.jsonfile.DocumentError: the document is not strict JSON: it holds the literal NaN ...
     """
     if isinstance(content, bytes):
+        content = content.removeprefix(_UTF8_BOM)  # Windows editors write one; it is UTF-8 still
         if content[:1] == bytes([_PICKLE_PROTOCOL_BYTE]) or _old_pickle(content):
             raise DocumentError(
                 f"{source} is a Python pickle, not JSON; lr_widget never loads pickles (loading "
@@ -119,8 +130,11 @@ def parse_document(content: str | bytes, source: str = "the document") -> Any:
         except UnicodeDecodeError as error:
             reason = f"{error.reason} at byte {error.start}"
             raise DocumentError(f"{source} is not UTF-8 text: {reason}") from None
+    content = content.removeprefix("\ufeff")
     try:
-        return json.loads(content, parse_constant=_refuse_constant)
+        parsed = json.loads(content, parse_constant=_refuse_constant)
+    except RecursionError:
+        raise DocumentError(f"{source} is nested too deeply to be an lr_widget document") from None
     except _NonStrictJsonError as error:
         raise DocumentError(
             f"{source} is not strict JSON: it holds the literal {error} (lr_widget writes "
@@ -133,6 +147,32 @@ def parse_document(content: str | bytes, source: str = "the document") -> Any:
             f"{source} is not valid JSON{damage}: {error.msg} (line {error.lineno}, column "
             f"{error.colno})"
         ) from None
+    except ValueError as error:  # e.g. an integer of more digits than Python converts
+        raise DocumentError(f"{source} is not an lr_widget document: {error}") from None
+    if _nesting(parsed) > MAX_NESTING:
+        raise DocumentError(
+            f"{source} is nested more than {MAX_NESTING} levels deep, deeper than any lr_widget "
+            "document"
+        )
+    return parsed
+
+
+def _nesting(value: Any) -> int:
+    """How deeply objects and lists nest in ``value`` (0 for a plain value), iteratively."""
+    deepest, pending = 0, [(value, 0)]
+    while pending:
+        item, depth = pending.pop()
+        if isinstance(item, dict):
+            children: Any = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        deepest = max(deepest, depth + 1)
+        if deepest > MAX_NESTING:
+            return deepest
+        pending.extend((child, depth + 1) for child in children)
+    return deepest
 
 
 def _old_pickle(content: bytes) -> bool:
@@ -163,12 +203,20 @@ def document_from_dict(data: Any, kinds: Sequence[type[Document]]) -> Document:
         what = kinds[0].document_kind if len(kinds) == 1 else "result"
         raise DocumentError(f"not an lr_widget {what} (expected format {formats}, got {got})")
     version = data.get("version")
-    if isinstance(version, bool) or not isinstance(version, int) or version > kind.format_version:
+    if (
+        isinstance(version, bool)
+        or not isinstance(version, int)
+        or not 1 <= version <= kind.format_version
+    ):
+        shown = repr(version) if len(repr(version)) < 40 else f"{repr(version)[:37]}..."
         raise DocumentError(
-            f"unsupported {kind.document_kind} version {version!r}; this lr_widget reads versions "
-            f"up to {kind.format_version}"
+            f"unsupported {kind.document_kind} version {shown}; this lr_widget reads versions "
+            f"1 to {kind.format_version}"
         )
-    return kind._from_fields(data)
+    try:
+        return kind._from_fields(data)
+    except (OverflowError, RecursionError, TypeError, AttributeError) as error:
+        raise DocumentError(f"a field of the {kind.document_kind} is unusable: {error}") from None
 
 
 def load_document(path: str | os.PathLike[str], kinds: Sequence[type[Document]]) -> Document:
@@ -179,13 +227,41 @@ def load_document(path: str | os.PathLike[str], kinds: Sequence[type[Document]])
     of those kinds.
     """
     file = Path(path)
-    content = file.read_bytes()
+    content = read_bounded(file)
     try:
         return document_from_dict(parse_document(content, f"{file.name}"), kinds)
     except (TypeError, ValueError) as error:  # a field check of the kind, or the header's
         if isinstance(error, DocumentError) and str(error).startswith(file.name):
             raise
         raise DocumentError(f"{file.name}: {error}") from error
+
+
+def read_bounded(file: Path, limit: int = MAX_DOCUMENT_BYTES) -> bytes:
+    """The bytes of ``file``, if it is a regular file of at most ``limit`` bytes.
+
+    Opened without blocking (a FIFO would wait for a writer forever) and checked before reading
+    (a link to ``/dev/zero`` never ends); :class:`DocumentError` otherwise.
+    """
+    descriptor = os.open(file, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    with os.fdopen(descriptor, "rb") as handle:
+        info = os.fstat(handle.fileno())
+        if not stat.S_ISREG(info.st_mode):
+            raise DocumentError(f"{file.name} is not a regular file ({_file_kind(info.st_mode)})")
+        if info.st_size > limit:
+            raise DocumentError(
+                f"{file.name} is {info.st_size:,} bytes; lr_widget reads documents of at most "
+                f"{limit:,} bytes"
+            )
+        content = handle.read(limit + 1)
+    if len(content) > limit:  # it grew while being read
+        raise DocumentError(f"{file.name} is over {limit:,} bytes")
+    return content
+
+
+def _file_kind(mode: int) -> str:
+    kinds = {stat.S_ISDIR: "a folder", stat.S_ISFIFO: "a FIFO", stat.S_ISCHR: "a device",
+             stat.S_ISBLK: "a device", stat.S_ISSOCK: "a socket"}  # fmt: skip
+    return next((name for test, name in kinds.items() if test(mode)), "not a plain file")
 
 
 # -- values -----------------------------------------------------------------------------------
@@ -211,9 +287,13 @@ def decode_floats(values: Any, name: str) -> list[float]:
         if isinstance(value, str) and value in _NON_FINITE:
             decoded.append(_NON_FINITE[value])
         elif isinstance(value, (int, float)) and not isinstance(value, bool):
-            decoded.append(float(value))
+            try:
+                decoded.append(float(value))
+            except OverflowError:
+                raise DocumentError(f"{name} holds a number too large for a float") from None
         else:
-            raise DocumentError(f"{name} must hold numbers, got {value!r}")
+            shown = repr(value) if len(repr(value)) < 40 else f"{repr(value)[:37]}..."
+            raise DocumentError(f"{name} must hold numbers, got {shown}")
     return decoded
 
 

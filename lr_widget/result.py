@@ -243,8 +243,12 @@ class RangeTestResult(SweepResult):
                 f"stop_reason must be one of {[reason.value for reason in StopReason]}, got "
                 f"{stop_reason!r}"
             )
+        lrs = decode_floats(data["lrs"], "lrs")
+        _check_saved_lrs(lrs)
+        metadata = decode_tree(require_mapping(data.get("metadata", {}), "metadata"))
+        _check_saved_confirmation(metadata.get("confirmation"))
         return cls(
-            lrs=decode_floats(data["lrs"], "lrs"),
+            lrs=lrs,
             losses=decode_floats(data["losses"], "losses"),
             val_losses=None if val_losses is None else decode_floats(val_losses, "val_losses"),
             beta=float(beta),
@@ -253,7 +257,7 @@ class RangeTestResult(SweepResult):
             error=None if error is None else str(error),
             settings=decode_tree(require_mapping(data.get("settings", {}), "settings")),
             timings=decode_tree(require_mapping(data.get("timings", {}), "timings")),
-            metadata=decode_tree(require_mapping(data.get("metadata", {}), "metadata")),
+            metadata=metadata,
         )
 
     def to_csv(self, path: str | os.PathLike[str]) -> Path:
@@ -298,3 +302,31 @@ class RangeTestResult(SweepResult):
             f"RangeTestResult({self.num_steps} steps, lr {self.lrs[0]:.2e} -> {self.lrs[-1]:.2e}, "
             f"{stop}, suggestion {pick}{took})"
         )
+
+
+def _check_saved_lrs(lrs: list[float]) -> None:
+    """A saved sweep's LRs are finite, positive and strictly increasing (every schedule's are)."""
+    bad = next((lr for lr in lrs if not (np.isfinite(lr) and lr > 0)), None)
+    if bad is not None:
+        raise DocumentError(f"lrs must be finite numbers > 0, got {bad!r}")
+    steps = np.diff(np.asarray(lrs, dtype=np.float64))
+    if steps.size and not np.all(steps > 0):
+        at = int(np.argmin(steps > 0)) + 1
+        raise DocumentError(
+            f"lrs must increase strictly, step by step; lrs[{at}] = {lrs[at]!r} follows "
+            f"{lrs[at - 1]!r}"
+        )
+
+
+def _check_saved_confirmation(saved: Any) -> None:
+    """A saved confirmation reads back (``result.confirmation`` must not fail later)."""
+    if saved is None:
+        return
+    from lr_widget.confirm import Confirmation
+
+    try:
+        Confirmation.from_dict(require_mapping(saved, "metadata.confirmation"))
+    except DocumentError:
+        raise
+    except (KeyError, TypeError, ValueError, OverflowError) as error:
+        raise DocumentError(f"metadata.confirmation is unusable: {error!r}") from None

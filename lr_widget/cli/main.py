@@ -139,6 +139,10 @@ def _command_run(args: argparse.Namespace) -> int:
     seed_everything(args.seed)
     try:
         returned = function()
+    except SystemExit as error:  # exit code 0 would read as success with nothing swept
+        raise CommandError(
+            f"{args.target} called sys.exit({error.code!r}) instead of returning a setup"
+        ) from error
     except Exception as error:
         raise CommandError(f"{args.target} raised {describe_error(error)}") from error
     return _sweep_and_report(setup_from(returned, args.target), args)
@@ -239,7 +243,11 @@ def _command_show(args: argparse.Namespace) -> int:
             raise CommandError(f"invalid --beta: {error}") from error
     if args.train_steps is not None:
         result = result.with_train_steps(args.train_steps)
-    print(format_report(result, f"{args.result_path}: {_what_was_swept(result)}"))
+    try:
+        report = format_report(result, f"{args.result_path}: {_what_was_swept(result)}")
+    except (ValueError, TypeError, ArithmeticError, RecursionError) as error:
+        raise CommandError(f"{args.result_path} could not be read as a result: {error}") from error
+    print(report)
     written = {}
     if args.picture is not None:
         require_plotting("--picture")
@@ -261,7 +269,7 @@ def _load_result(path: Path) -> SweepResult:
         raise CommandError(f"no such result file: {path}") from error
     except OSError as error:
         raise CommandError(f"cannot read {path}: {error.strerror or error}") from error
-    except (ValueError, TypeError) as error:
+    except (ValueError, TypeError, ArithmeticError, RecursionError) as error:
         raise CommandError(f"{path} is not a readable lr_widget result: {error}") from error
 
 

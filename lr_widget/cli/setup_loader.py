@@ -100,6 +100,8 @@ def _import_setup_module(name: str) -> ModuleType:
                 "sys.path; give a dotted module name or path/to/file.py"
             ) from error
         raise CommandError(f"importing {name} failed: {describe_error(error)}") from error
+    except SystemExit as error:
+        raise CommandError(f"importing {name} called sys.exit({error.code!r})") from error
     except Exception as error:
         raise CommandError(f"importing {name} failed: {describe_error(error)}") from error
 
@@ -117,6 +119,9 @@ def _import_file(path: Path) -> ModuleType:
     sys.modules[name] = module
     try:
         spec.loader.exec_module(module)
+    except SystemExit as error:
+        del sys.modules[name]
+        raise CommandError(f"importing {path} called sys.exit({error.code!r})") from error
     except Exception as error:
         del sys.modules[name]
         raise CommandError(f"importing {path} failed: {describe_error(error)}") from error

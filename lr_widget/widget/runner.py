@@ -241,10 +241,12 @@ class SweepRunner:
             return True
         return self._done.wait(timeout)
 
-    def shutdown(self) -> None:
-        """Stop any sweep and wait for its end; its thread goes back to :data:`SWEEP_THREADS`."""
+    def shutdown(self, timeout: float | None = None) -> bool:
+        """Stop any sweep and wait for its end (at most ``timeout`` seconds); its thread goes back
+        to :data:`SWEEP_THREADS`. ``False`` if it is still running (inside a slow batch: it stops
+        and restores the state once that batch returns)."""
         self.stop()
-        self.join()
+        return self.join(timeout)
 
     # -- sweep thread -----------------------------------------------------------------------
     def _run(self) -> None:

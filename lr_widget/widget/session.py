@@ -340,12 +340,14 @@ class SweepSession:
         """Wait for the sweep; ``True`` once it has ended (or none started)."""
         return self._runner.join(timeout)
 
-    def close(self) -> None:
-        """Stop any sweep and wait for it (the state is restored); its thread goes back to the
-        pool of idle sweep threads."""
-        self._runner.shutdown()
-        self._probes.join()  # short; it restores the state after every probe
+    def close(self, timeout: float | None = None) -> bool:
+        """Stop any sweep and wait for it (the state is restored) at most ``timeout`` seconds;
+        its thread goes back to the pool of idle sweep threads. ``False`` if the sweep is still
+        inside a slow batch: it stops and restores when that batch returns."""
+        ended = self._runner.shutdown(timeout)
+        self._probes.join(timeout)  # short; it restores the state after every probe
         self.main.run_pending()
+        return ended
 
     def _view(self) -> SweepView:
         assert self.view is not None  # start() checks

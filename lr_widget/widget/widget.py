@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -45,9 +46,11 @@ from lr_widget.widget.support import (
 )
 from lr_widget.widget.targets import LRTargets
 
-__all__ = ["ROOT_CLASS", "LRWidget"]
+__all__ = ["CLOSE_WAIT_S", "ROOT_CLASS", "LRWidget"]
 
 ROOT_CLASS = "lr-widget"
+CLOSE_WAIT_S = 5.0
+"""How long :meth:`LRWidget.close` waits for a sweep to stop before returning."""
 
 
 class LRWidget(ipywidgets.VBox):
@@ -327,11 +330,22 @@ class LRWidget(ipywidgets.VBox):
         return self.result
 
     def close(self) -> None:
-        """Stop the sweep, wait for its end (the state is restored), and close every view."""
+        """Stop the sweep, wait for its end (the state is restored), and close every view.
+
+        The wait is bounded (:data:`CLOSE_WAIT_S`): a sweep inside a slow or hung batch stops,
+        and restores the model and optimizer, as soon as that batch returns; a warning says so.
+        """
         if self._closed:
             return
         self.stop()  # disables Stop first: whoever watches it may rely on the order
-        self.session.close()
+        if not self.session.close(timeout=CLOSE_WAIT_S):
+            warnings.warn(
+                f"LRWidget.close(): the sweep is inside a batch that has taken over "
+                f"{CLOSE_WAIT_S:g} s; it stops, and restores the model and optimizer, as soon as "
+                "that batch returns (w.wait() blocks until then)",
+                RuntimeWarning,
+                stacklevel=2,
+            )
         self._closed = True
         for child in widget_tree(self):
             child.close()
