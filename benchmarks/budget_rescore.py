@@ -399,7 +399,9 @@ def _scored(
     part: dict[str, Any] = {"dev_tasks": dev, "held_out_tasks": held, "tasks": tasks}
     if dev:
         part["selection"] = choose(scored, dev, lambda m: _is_family(m, assumed=False))
-        part["assumed_selection"] = choose(scored, dev, lambda m: _is_family(m, assumed=True))
+        # the same constants, and the length to assume when none is given
+        chosen = part["selection"]["pick"] + " assuming "
+        part["assumed_selection"] = choose(scored, dev, lambda m: m.startswith(chosen))
     part["per_length"] = {
         "all" if factor is None else str(factor): {
             "dev": summarise(scored, dev, factor), "held_out": summarise(scored, held, factor)
