@@ -68,6 +68,15 @@ def format_seconds(seconds: float) -> str:
     return f"{secs} s"
 
 
+def _length_note(train_steps: int | None) -> str:
+    """The note beside the "train steps" box: what 0 means.
+
+    >>> _length_note(None) == f"0: not known, {ASSUMED_TRAIN_STEPS:,} assumed"
+    True
+    """
+    return "" if train_steps else f"0: not known, {ASSUMED_TRAIN_STEPS:,} assumed"
+
+
 def format_range(lr_range: tuple[float, float]) -> str:
     """``"range 1.0e-04 – 3.0e-02"``.
 
@@ -123,6 +132,7 @@ class Controls:
             style=_SLIDER_STYLE,
             layout={"width": "220px"},
         )
+        self.train_steps_note = ipywidgets.Label(value=_length_note(settings.train_steps))
         self.run_button = ipywidgets.Button(
             description="Run", icon="play", button_style="primary", tooltip="start a sweep"
         )
@@ -191,7 +201,10 @@ class Controls:
                 layout={"align_items": "center", "flex_flow": "row wrap"},
             ),
             ipywidgets.HBox([self.start_lr, self.end_lr]),
-            ipywidgets.HBox([self.num_steps, self.beta, self.train_steps]),
+            ipywidgets.HBox(
+                [self.num_steps, self.beta, self.train_steps, self.train_steps_note],
+                layout={"align_items": "center"},
+            ),
             self.curvature_label,
             self.status,
         ]
@@ -207,8 +220,13 @@ class Controls:
         }
 
     def chosen_train_steps(self) -> int | None:
-        """The training length typed in, or ``None`` for 0 (not known)."""
-        return int(self.train_steps.value) or None
+        """The training length typed in, or ``None`` for 0 (not known); the note beside the
+        box follows it."""
+        steps = int(self.train_steps.value) or None
+        note = _length_note(steps)
+        if self.train_steps_note.value != note:
+            self.train_steps_note.value = note
+        return steps
 
     def set_running(self, running: bool, *, can_run: bool = True, can_keep: bool = True) -> None:
         """Enable the controls that make sense while (not) sweeping; Keep needs a result
