@@ -133,33 +133,33 @@ class RestoreError(RuntimeError):
         super().__init__(f"restored everything except {len(failures)} part(s): {listed}")
 
 
+_TABLES = ("_parameters", "_buffers", "_modules")
+"""The tables of a module whose entries a sweep may replace, empty or add to."""
+
+
 @dataclass
 class _Slot:
-    """One entry of a module's ``_parameters`` or ``_buffers``: the object it held (or
-    ``None``), found again by identity at restore."""
+    """One entry of a module's ``_parameters``, ``_buffers`` or ``_modules``: the object it
+    held (or ``None``), put back by identity at restore."""
 
     module: torch.nn.Module
-    table: str  # "_parameters" or "_buffers"
+    table: str
     name: str
-    value: torch.Tensor | None
-
-    @property
-    def label(self) -> str:
-        kind = "parameter" if self.table == "_parameters" else "buffer"
-        return f"{kind} {self.name!r} of {type(self.module).__name__}"
+    value: Any  # a tensor, a submodule, or None
 
 
 class TrainingState:
     """A host-memory snapshot of a model, its optimizer, a GradScaler, an LR scheduler and the
     RNG streams.
 
-    What it covers: every parameter and buffer of every module, by the object each module held
-    (a buffer that ``forward`` regrows or replaces, or a ``None`` buffer it fills, gets its
-    object back; names registered during the sweep are removed); every tensor of every
+    What it covers: every parameter, buffer and submodule of every module, by the object each
+    module held (a buffer that ``forward`` regrows or replaces, or a ``None`` buffer it fills,
+    gets its object back; names registered during the sweep are removed); every tensor of every
     optimizer param group, the model's or not (a learnable temperature in the loss); their
-    gradients; the optimizer's state and param groups, put back as the same objects (the user's
-    tensor ``lr``, an fp32 master copy of bf16 weights keep their identity and dtype; nothing is
-    cast); the scheduler, scaler, RNG streams and every module's train/eval mode.
+    gradients and ``requires_grad`` flags; the optimizer's state, param groups and defaults,
+    put back as the same objects (the user's tensor ``lr``, an fp32 master copy of bf16 weights
+    keep their identity and dtype; nothing is cast); the scheduler, scaler, RNG streams and
+    every module's train/eval mode.
     :meth:`restore` writes back every part it can, even when one fails, and then raises one
     :class:`RestoreError` listing what it could not; a KeyboardInterrupt arriving meanwhile
     waits until it is done.
@@ -195,15 +195,17 @@ class TrainingState:
         self._slots = [
             _Slot(module, table, name, value)
             for module in model.modules()
-            for table in ("_parameters", "_buffers")
+            for table in _TABLES
             for name, value in getattr(module, table).items()
         ]
         self._names = {
             (id(module), table): set(getattr(module, table))
             for module in model.modules()
-            for table in ("_parameters", "_buffers")
+            for table in _TABLES
         }
-        tensors = _unique([slot.value for slot in self._slots if slot.value is not None])
+        tensors = _unique(
+            [slot.value for slot in self._slots if isinstance(slot.value, torch.Tensor)]
+        )
         known = {id(tensor) for tensor in tensors}
         self._extra_params = _unique([
             param for group in (optimizer.param_groups if optimizer else [])
@@ -219,6 +221,7 @@ class TrainingState:
             id(param): None if param.grad is None else to_host(param.grad, pin)
             for param in self._params
         }
+        self._requires_grad = [(param, param.requires_grad) for param in self._params]
         self._modes = [(module, module.training) for module in model.modules()]
         self._optimizer_state = _OptimizerState(optimizer, pin) if optimizer else None
         self._scaler_state = to_host(self._scaler.state_dict()) if self._scaler else None
@@ -299,13 +302,16 @@ class TrainingState:
             if table.get(slot.name, _MISSING) is not slot.value:
                 table[slot.name] = slot.value  # replaced, emptied or removed: the object again
         for module, _ in self._modes:
-            for table_name in ("_parameters", "_buffers"):
+            for table_name in _TABLES:
                 table = getattr(module, table_name)
                 known = self._names.get((id(module), table_name), set())
                 for name in [name for name in table if name not in known]:
                     del table[name]  # registered during the sweep
 
     def _restore_grads(self, _failures: list[tuple[str, str]]) -> None:
+        for param, requires_grad in self._requires_grad:
+            if param.requires_grad != requires_grad:  # frozen or unfrozen during the sweep
+                param.requires_grad_(requires_grad)
         for param in self._params:
             param.grad = None  # free the sweep's gradients before the saved ones are copied back
         for param in self._params:
@@ -351,6 +357,7 @@ class _OptimizerState:
     """
 
     def __init__(self, optimizer: torch.optim.Optimizer, pin: bool) -> None:
+        self.defaults = (optimizer.defaults, copy.deepcopy(optimizer.defaults))
         self.groups_list = optimizer.param_groups
         self.groups = [(group, dict(group), list(group["params"])) for group in self.groups_list]
         self.state_table = optimizer.state
@@ -392,6 +399,9 @@ class _OptimizerState:
             self.state_table[param] = entries
         optimizer.param_groups = self.groups_list
         self.groups_list[:] = [group for group, _, _ in self.groups]
+        optimizer.defaults = self.defaults[0]
+        self.defaults[0].clear()
+        self.defaults[0].update(copy.deepcopy(self.defaults[1]))
         for group, items, params in self.groups:
             group.clear()
             group.update(items)

@@ -473,3 +473,37 @@ def test_the_readme_states_the_limits_the_code_enforces() -> None:
     assert f"`w.close()` waits at most {CLOSE_WAIT_S:g} s" in text
     assert f"regular files of at most {MAX_DOCUMENT_BYTES // 2**20} MiB" in text
     assert f"nested at most {MAX_NESTING} levels" in text
+
+
+class Rewiring(torch.nn.Module):
+    """forward swaps a submodule, adds one, freezes a weight and edits the optimizer defaults."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.body = torch.nn.Linear(4, 3)
+        self.head = torch.nn.Identity()
+        self.optimizer: torch.optim.Optimizer | None = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.head(self.body(x))
+        self.head = torch.nn.Identity()  # another object
+        self.extra = torch.nn.Linear(1, 1)  # a submodule that was not there
+        self.body.bias.requires_grad_(False)
+        if self.optimizer is not None:
+            self.optimizer.defaults["lr"] = 123.0
+        return out
+
+
+def test_submodules_flags_and_defaults_changed_by_forward_come_back() -> None:
+    model = Rewiring()
+    head = model.head
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    model.optimizer = optimizer
+    defaults = dict(optimizer.defaults)
+    before = capture(model, optimizer)
+    find_lr(model, make_batches(), None, optimizer, num_steps=6)
+    assert model.head is head
+    assert "extra" not in model._modules
+    assert model.body.bias.requires_grad
+    assert optimizer.defaults == defaults
+    assert_restored(before, model, optimizer)
