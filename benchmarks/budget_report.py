@@ -237,7 +237,17 @@ def readme_table(document: dict[str, Any]) -> str:
         f"({', '.join(held) or 'none yet'}); development tasks: {len(dev)} of the "
         f"{len(bc_tasks())} tasks in all (the computation runs over several sessions)."
     )
-    return "\n".join([status, "", *_table(part, "held_out", rows)])
+    lines = [status, ""]
+    if "selection" in part:
+        chosen, assumed = part["selection"], part["assumed_selection"]
+        lines += [
+            f"Leave-one-task-out over those {len(dev)} development tasks chose the divisor "
+            f"`{chosen['pick'].removeprefix('family ')}` (N the training steps; cross-validated "
+            f"x{chosen['cv_geo_mean']:.3f}) and, for a length not given, "
+            f"`{assumed['pick'].rsplit(' ', 1)[-1]}` steps (x{assumed['cv_geo_mean']:.3f}).",
+            "",
+        ]
+    return "\n".join([*lines, *_table(part, "held_out", rows)])
 
 
 def readme_with_table(readme: str, document: dict[str, Any]) -> str:
