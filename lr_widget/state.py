@@ -263,7 +263,7 @@ class TrainingState:
         failures: list[tuple[str, str]] = []
         with _interrupts_deferred() as interrupted:
             with torch.inference_mode(False), torch.no_grad():
-                for what, part in self._parts(keep):
+                for what, part in self._parts():
                     try:
                         part(failures)
                     except BaseException as error:  # every part must get its turn
@@ -280,12 +280,12 @@ class TrainingState:
         if interrupted:
             raise KeyboardInterrupt
 
-    def _parts(self, keep: bool) -> list[tuple[str, Any]]:
+    def _parts(self) -> list[tuple[str, Any]]:
         return [
             ("parameters and buffers", self._restore_tensors),
             ("gradients", self._restore_grads),
             ("train/eval modes", lambda _failures: self._restore_modes()),
-            ("optimizer", lambda failures: self._restore_optimizer(failures, keep)),
+            ("optimizer", self._restore_optimizer),
             ("LR scheduler", lambda _failures: self._restore_scheduler()),
             ("GradScaler", lambda _failures: self._restore_scaler()),
             ("random number generators", lambda _failures: self._rng.restore()),
@@ -324,10 +324,10 @@ class TrainingState:
         for module, training in self._modes:
             module.training = training
 
-    def _restore_optimizer(self, failures: list[tuple[str, str]], keep: bool) -> None:
+    def _restore_optimizer(self, failures: list[tuple[str, str]]) -> None:
         if self._optimizer is None or self._optimizer_state is None:
             return
-        self._optimizer_state.restore(self._optimizer, failures, keep, self._pinned)
+        self._optimizer_state.restore(self._optimizer, failures, self._pinned)
         if self._opt_called is _MISSING:
             vars(self._optimizer).pop("_opt_called", None)
         else:
@@ -369,9 +369,11 @@ class _OptimizerState:
             for value in values
             if isinstance(value, torch.Tensor)
         }
+        # Other values (LBFGS keeps lists of tensors, counters as ints) are copied to the host,
+        # and go back to their parameter's device when restored.
         self.plain = {
-            id(value): copy.deepcopy(value)
-            for _, items, _ in self.state
+            id(value): to_host(value, pin)
+            for _, _, items in self.state
             for value in items.values()
             if not isinstance(value, torch.Tensor)
         }
@@ -380,9 +382,8 @@ class _OptimizerState:
         return [saved for _, saved in self.tensors.values()]
 
     def restore(
-        self, optimizer: torch.optim.Optimizer, failures: list[tuple[str, str]], keep: bool,
-        pinned: bool,
-    ) -> None:  # fmt: skip
+        self, optimizer: torch.optim.Optimizer, failures: list[tuple[str, str]], pinned: bool
+    ) -> None:
         optimizer.state = self.state_table
         self.state_table.clear()  # the sweep's own state is freed before the copies come back
         for tensor, saved in self.tensors.values():
@@ -391,9 +392,12 @@ class _OptimizerState:
             except BaseException as error:
                 failures.append((f"optimizer tensor of shape {tuple(saved.shape)}", _why(error)))
         for param, entries, items in self.state:
+            device = local_shard(param).device if isinstance(param, torch.Tensor) else None
             entries.clear()
             entries.update({
-                key: value if isinstance(value, torch.Tensor) else _plain(self.plain, value, keep)
+                key: value
+                if isinstance(value, torch.Tensor)
+                else _to_device(self.plain[id(value)], device)
                 for key, value in items.items()
             })  # fmt: skip
             self.state_table[param] = entries
@@ -408,9 +412,17 @@ class _OptimizerState:
             items["params"][:] = params
 
 
-def _plain(saved: dict[int, Any], value: Any, keep: bool) -> Any:
-    copied = saved[id(value)]
-    return copy.deepcopy(copied) if keep else copied
+def _to_device(value: Any, device: torch.device | None) -> Any:
+    """A copy of ``value`` with every tensor in it copied to ``device`` (kept where ``None``)."""
+    if isinstance(value, torch.Tensor):
+        return value.to(device if device is not None else value.device, copy=True)
+    if isinstance(value, Mapping):
+        return {key: _to_device(item, device) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_to_device(item, device) for item in value]
+    if isinstance(value, tuple):
+        return tuple(_to_device(item, device) for item in value)
+    return copy.deepcopy(value)
 
 
 def _write(tensor: torch.Tensor, saved: torch.Tensor, pinned: bool) -> None:

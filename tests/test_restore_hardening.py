@@ -507,3 +507,24 @@ def test_submodules_flags_and_defaults_changed_by_forward_come_back() -> None:
     assert model.body.bias.requires_grad
     assert optimizer.defaults == defaults
     assert_restored(before, model, optimizer)
+
+
+def test_lbfgs_history_lists_are_restored_as_copies_on_the_parameters_device() -> None:
+    model = make_classifier()
+    optimizer = torch.optim.LBFGS(model.parameters(), lr=0.1, history_size=3)
+    inputs, targets = make_batches()[0]
+
+    def closure() -> torch.Tensor:
+        optimizer.zero_grad()
+        loss = F.cross_entropy(model(inputs), targets)
+        loss.backward()
+        return loss
+
+    for _ in range(3):
+        optimizer.step(closure)
+    before = capture(model, optimizer)
+    history = optimizer.state[optimizer.param_groups[0]["params"][0]]["old_dirs"]
+    assert len(history) > 0
+    find_lr(model, make_batches(), None, optimizer, num_steps=6)
+    assert_restored(before, model, optimizer)
+    optimizer.step(closure)  # and it goes on training from there
