@@ -127,7 +127,9 @@ def _answer(budget: dict[str, Any], jobs: list[tuple[Any, ...]], best: int) -> N
         score = 0.1 + 0.05 * abs(index - best)
         steps = bc.checkpoints_of(job[2])
         budget["jobs"][qc.job_key(job)] = {
-            "val_losses": [[n, score] for n in steps], "initial": 2.0, "diverged_at": None
+            "val_losses": [[n, score] for n in steps],
+            "initial": 2.0,
+            "diverged_at": None,
         }
 
 
