@@ -247,6 +247,26 @@ def readme_table(document: dict[str, Any]) -> str:
             f"`{assumed['pick'].rsplit(' ', 1)[-1]}` steps (x{assumed['cv_geo_mean']:.3f}).",
             "",
         ]
+    overall = part["per_length"]["all"]["held_out"]
+    ours = overall.get("for_length, length given")
+    if ours is not None:
+        ahead = [
+            f"{anchor} (x{overall[anchor]['geo_mean']:.2f}"
+            + (
+                f", on its {overall[anchor]['count'] // len(bc.LENGTH_FACTORS)} tasks)"
+                if overall[anchor]["count"] != ours["count"]
+                else ")"
+            )
+            for anchor in ANCHOR_ROWS
+            if anchor in overall and overall[anchor]["geo_mean"] < ours["geo_mean"]
+        ]
+        verdict = (
+            f"Over all lengths, held out, `for_length` scores x{ours['geo_mean']:.2f}; "
+            + (f"ahead of it: {', '.join(ahead)}." if ahead else "no anchor is ahead of it.")
+            + " Issue 25's targets (x1.10, 80% within 10%, ahead of every anchor) are checked "
+            "per length in RESULTS.md."
+        )
+        lines += [verdict, ""]
     return "\n".join([*lines, *_table(part, "held_out", rows)])
 
 

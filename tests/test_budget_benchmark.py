@@ -208,3 +208,15 @@ def test_the_readme_table_is_the_one_the_committed_results_give() -> None:
     )
     table = readme[readme.index(README_START) : readme.index(README_END)]
     assert "| for_length, length given |" in table or "so far: 0" in table
+
+
+def test_the_default_rules_constants_are_the_committed_cross_validated_choice() -> None:
+    from lr_widget.suggestions import length
+
+    root = Path(__file__).resolve().parent.parent
+    document = json.loads((root / "benchmarks/results/budget-rescored.json").read_text())
+    part = document["scorings"][document["headline_scoring"]]
+    family = f"family /{length.DIVISOR_AT_REFERENCE:g} x(N/100)^{length.LENGTH_EXPONENT:g}"
+    assert part["selection"]["pick"] == family
+    assert part["assumed_selection"]["pick"] == f"{family} assuming {length.ASSUMED_TRAIN_STEPS}"
+    assert length.REFERENCE_STEPS == 100
