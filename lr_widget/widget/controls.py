@@ -71,10 +71,10 @@ def format_seconds(seconds: float) -> str:
 def _length_note(train_steps: int | None) -> str:
     """The note beside the "train steps" box: what 0 means.
 
-    >>> _length_note(None) == f"0: not known, {ASSUMED_TRAIN_STEPS:,} assumed"
+    >>> _length_note(None) == f"0: unknown, {ASSUMED_TRAIN_STEPS:,} assumed"
     True
     """
-    return "" if train_steps else f"0: not known, {ASSUMED_TRAIN_STEPS:,} assumed"
+    return "" if train_steps else f"0: unknown, {ASSUMED_TRAIN_STEPS:,} assumed"
 
 
 def format_range(lr_range: tuple[float, float]) -> str:
@@ -130,7 +130,7 @@ class Controls:
             tooltip=f"optimizer steps of the training the LR is for: the default suggestion "
             f"moves with it, no new sweep (0: not known, {ASSUMED_TRAIN_STEPS:,} assumed)",
             style=_SLIDER_STYLE,
-            layout={"width": "220px"},
+            layout={"width": "170px"},
         )
         self.train_steps_note = ipywidgets.Label(value=_length_note(settings.train_steps))
         self.run_button = ipywidgets.Button(
@@ -188,7 +188,16 @@ class Controls:
         """The control rows, top to bottom."""
         return [
             ipywidgets.HBox(
-                [self.selection_label, self.suggestion_row, self.confirm_button],
+                [
+                    self.selection_label,
+                    self.suggestion_row,
+                    self.confirm_button,
+                    # the length of the run moves the default suggestion: beside the answers
+                    ipywidgets.HBox(
+                        [self.train_steps, self.train_steps_note],
+                        layout={"align_items": "center"},
+                    ),
+                ],
                 layout={"align_items": "center", "flex_flow": "row wrap"},
             ),
             self.spread_label,
@@ -201,10 +210,7 @@ class Controls:
                 layout={"align_items": "center", "flex_flow": "row wrap"},
             ),
             ipywidgets.HBox([self.start_lr, self.end_lr]),
-            ipywidgets.HBox(
-                [self.num_steps, self.beta, self.train_steps, self.train_steps_note],
-                layout={"align_items": "center"},
-            ),
+            ipywidgets.HBox([self.num_steps, self.beta]),
             self.curvature_label,
             self.status,
         ]

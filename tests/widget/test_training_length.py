@@ -81,6 +81,6 @@ def test_a_bad_length_from_python_names_the_parameter(setup: Setup) -> None:
 
 def test_the_note_beside_the_box_says_what_zero_means(setup: Setup) -> None:
     w, _ = _swept(setup)
-    assert w.controls.train_steps_note.value == f"0: not known, {ASSUMED_TRAIN_STEPS:,} assumed"
+    assert w.controls.train_steps_note.value == f"0: unknown, {ASSUMED_TRAIN_STEPS:,} assumed"
     move(w.controls.train_steps, 4_000)
     assert w.controls.train_steps_note.value == ""
