@@ -8,6 +8,8 @@ from __future__ import annotations
 import contextlib
 import math
 import numbers
+import os
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -21,6 +23,7 @@ __all__ = [
     "check_loss_read_lag",
     "check_model",
     "check_optimizer",
+    "check_save_to",
     "check_scheduler",
     "check_stop_event",
     "make_settings",
@@ -111,6 +114,22 @@ def stop_requested(answer: Any) -> bool:
         "callback must return True (stop), False or None; got "
         + (f"a tensor of {count} values" if count is not None else f"{answer!r}")
     )
+
+
+def check_save_to(save_to: Any) -> Path | None:
+    """``save_to`` as a path whose folder exists, checked before the sweep runs."""
+    if save_to is None:
+        return None
+    if not isinstance(save_to, (str, os.PathLike)):
+        raise ArgumentTypeError(
+            f"save_to must be a path (str or os.PathLike) or None, got {type(save_to).__name__}"
+        )
+    path = Path(save_to)
+    if path.is_dir():
+        raise ValueError(f"save_to must be a file path, got the folder {str(path)!r}")
+    if not path.parent.is_dir():
+        raise ValueError(f"save_to's folder {str(path.parent)!r} does not exist; create it first")
+    return path
 
 
 def check_loss_read_lag(loss_read_lag: Any) -> None:

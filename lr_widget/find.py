@@ -13,13 +13,12 @@ import os
 import threading
 import warnings
 from collections.abc import Iterable, Mapping
-from pathlib import Path
 from typing import Any, overload
 
 import torch
 
 from lr_widget.batches import LossFn
-from lr_widget.checks import check_callback, check_stop_event
+from lr_widget.checks import check_callback, check_save_to, check_stop_event
 from lr_widget.confirm import CONFIRM_RULE, check_confirm_options, confirm_lr
 from lr_widget.distributed import is_main_process
 from lr_widget.engine import LRFinder
@@ -222,22 +221,6 @@ def find_lr(
             )
     assert isinstance(result, (RangeTestResult, RepeatedRangeTest))
     return result
-
-
-def check_save_to(save_to: Any) -> Path | None:
-    """``save_to`` as a path whose folder exists, checked before the sweep runs."""
-    if save_to is None:
-        return None
-    if not isinstance(save_to, (str, os.PathLike)):
-        raise ArgumentTypeError(
-            f"save_to must be a path (str or os.PathLike) or None, got {type(save_to).__name__}"
-        )
-    path = Path(save_to)
-    if path.is_dir():
-        raise ValueError(f"save_to must be a file path, got the folder {str(path)!r}")
-    if not path.parent.is_dir():
-        raise ValueError(f"save_to's folder {str(path.parent)!r} does not exist; create it first")
-    return path
 
 
 def _confirm_options(confirm: bool | Mapping[str, Any]) -> dict[str, Any] | None:
