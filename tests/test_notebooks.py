@@ -162,3 +162,11 @@ def test_the_stripped_check_catches_what_running_a_notebook_leaves() -> None:
         "cell 0: execution_count 1",
         "cell 0: metadata ['execution']",
     ]
+
+
+def test_the_quickstart_names_the_default_rule_the_code_uses() -> None:
+    from lr_widget.suggestions import DEFAULT_RULE
+
+    notebook = nbformat.read(NOTEBOOK_DIR / "quickstart.ipynb", as_version=4)
+    prose = " ".join(cell.source for cell in notebook.cells if cell.cell_type == "markdown")
+    assert f"the default, `{DEFAULT_RULE}`," in " ".join(prose.split())
