@@ -54,11 +54,30 @@ def test_a_missing_quickstart_is_a_usage_error_suggesting_the_flag(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.setattr(lab_module, "default_notebook", lambda: tmp_path / "quickstart.ipynb")
+    monkeypatch.setattr(lab_module, "shipped_notebook", lambda name: None)
     code = main(["lab", "--no-browser"])
     err = capsys.readouterr().err
     assert code == EXIT_USAGE
-    assert "quickstart notebook is not at" in err
+    assert "no quickstart notebook: neither a source checkout" in err
     assert "pass --notebook PATH" in err
+
+
+def test_an_installed_quickstart_is_opened_as_a_copy_that_is_never_overwritten(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    shipped = tmp_path / "site" / "quickstart.ipynb"
+    shipped.parent.mkdir()
+    shipped.write_text("shipped")
+    folder = tmp_path / "work"
+    folder.mkdir()
+    copy = lab_module.user_copy(shipped, folder)
+    assert copy == folder / "lr_widget_quickstart.ipynb"
+    assert copy.read_text() == "shipped"
+    copy.write_text("my edits")
+    assert lab_module.user_copy(shipped, folder) == copy
+    assert copy.read_text() == "my edits"  # the user's file is theirs
+    assert "left as it is" in capsys.readouterr().out
+    assert shipped.read_text() == "shipped"
 
 
 def test_the_default_notebook_is_the_checkouts_quickstart() -> None:
@@ -107,10 +126,14 @@ class LabProcess:
 
 
 @contextlib.contextmanager
-def lab_process(tmp_path: Path, notebook: Path | None, port: int) -> Iterator[LabProcess]:
-    """Start ``python -m lr_widget lab`` in private Jupyter dirs; never leave a process behind.
+def lab_process(
+    tmp_path: Path, notebook: Path | None, port: int, python: str = sys.executable
+) -> Iterator[LabProcess]:
+    """Start ``python -m lr_widget lab`` in private Jupyter dirs, from ``tmp_path``; never leave
+    a process behind.
 
-    With ``notebook=None`` the command opens its default, the checkout's quickstart notebook.
+    With ``notebook=None`` the command opens its default: the checkout's quickstart notebook, or
+    for an installed ``python``, a copy of the shipped one in ``tmp_path``.
     """
     dirs = {name: tmp_path / name for name in ("config", "data", "runtime", "ipython")}
     for folder in dirs.values():
@@ -122,7 +145,7 @@ def lab_process(tmp_path: Path, notebook: Path | None, port: int) -> Iterator[La
         JUPYTER_RUNTIME_DIR=str(dirs["runtime"]),
         IPYTHONDIR=str(dirs["ipython"]),
     )
-    command = [sys.executable, "-m", "lr_widget", "lab", "--no-browser", "--port", str(port)]
+    command = [python, "-m", "lr_widget", "lab", "--no-browser", "--port", str(port)]
     if notebook is not None:
         command += ["--notebook", str(notebook)]
     if hasattr(os, "geteuid") and os.geteuid() == 0:

@@ -9,6 +9,7 @@ server cleanly.
 from __future__ import annotations
 
 import contextlib
+import importlib.metadata
 import importlib.util
 import json
 import os
@@ -30,7 +31,16 @@ from typing import Any
 import lr_widget
 from lr_widget.cli.errors import EXIT_OK, EXIT_SWEEP_ERROR, CommandError
 
-__all__ = ["LAB_DEFAULT_PORT", "QUICKSTART", "default_notebook", "lab_command", "run_lab"]
+__all__ = [
+    "LAB_DEFAULT_PORT",
+    "QUICKSTART",
+    "SHIPPED_NOTEBOOKS",
+    "default_notebook",
+    "lab_command",
+    "run_lab",
+    "shipped_notebook",
+    "user_copy",
+]
 
 QUICKSTART = "quickstart.ipynb"
 LAB_HOST = "127.0.0.1"
@@ -43,6 +53,45 @@ LAB_SHUTDOWN_TIMEOUT_S = 20.0
 def default_notebook() -> Path:
     """The quickstart notebook of the source checkout this package was imported from."""
     return Path(lr_widget.__file__).resolve().parents[1] / "notebooks" / QUICKSTART
+
+
+SHIPPED_NOTEBOOKS = "share/lr_widget/notebooks"
+"""Where a wheel installs the notebooks, under the environment's prefix (pyproject's data-files)."""
+USER_COPY_PREFIX = "lr_widget_"
+"""The copy of a shipped notebook in the user's folder: ``lr_widget_quickstart.ipynb``."""
+
+
+def shipped_notebook(name: str) -> Path | None:
+    """The notebook ``name`` as a pip install put it (``<prefix>/share/lr_widget/notebooks``),
+    found through the package's list of installed files; ``None`` without one."""
+    try:
+        files = importlib.metadata.files("lr_widget") or []
+    except importlib.metadata.PackageNotFoundError:
+        return None
+    for file in files:
+        if file.name == name and file.as_posix().endswith(f"{SHIPPED_NOTEBOOKS}/{name}"):
+            path = Path(str(file.locate())).resolve()
+            if path.is_file():
+                return path
+    return None
+
+
+def user_copy(shipped: Path, folder: Path) -> Path:
+    """A copy of ``shipped`` in ``folder`` to open (never the installed file, which belongs to
+    site-packages' environment); a copy already there is the user's and is opened as it is."""
+    target = folder / f"{USER_COPY_PREFIX}{shipped.name}"
+    if target.exists():
+        print(f"opening your {target.name} (left as it is; delete it for a fresh copy)")
+        return target
+    try:
+        shutil.copyfile(shipped, target)
+    except OSError as error:
+        raise CommandError(
+            f"cannot copy the quickstart notebook into {folder}: {error.strerror or error}; run "
+            "from a folder you can write to, or pass --notebook PATH"
+        ) from error
+    print(f"copied the quickstart notebook to {target}")
+    return target
 
 
 def run_lab(notebook: Path | None, port: int, open_browser: bool, allow_root: bool) -> int:
@@ -83,14 +132,22 @@ def run_lab(notebook: Path | None, port: int, open_browser: bool, allow_root: bo
 
 
 def _find_notebook(given: Path | None) -> Path:
-    notebook = (given or default_notebook()).expanduser().resolve()
+    """``given``; else the checkout's quickstart; else a copy, in the current folder, of the one
+    a pip install shipped."""
+    if given is None:
+        checkout = default_notebook()
+        if checkout.is_file():
+            return checkout.resolve()
+        shipped = shipped_notebook(QUICKSTART)
+        if shipped is None:
+            raise CommandError(
+                f"no quickstart notebook: neither a source checkout ({checkout}) nor an "
+                f"installed copy ({SHIPPED_NOTEBOOKS}/{QUICKSTART}); pass --notebook PATH"
+            )
+        return user_copy(shipped, Path.cwd()).resolve()
+    notebook = given.expanduser().resolve()
     if notebook.is_file():
         return notebook
-    if given is None:
-        raise CommandError(
-            f"the quickstart notebook is not at {notebook}: it comes with a source checkout of "
-            "lr_widget, not with the installed package; pass --notebook PATH"
-        )
     raise CommandError(f"no such notebook: {notebook}; pass --notebook PATH to an .ipynb file")
 
 

@@ -181,7 +181,8 @@ def _add_lab_parser(commands: Any, common: argparse.ArgumentParser) -> None:
         "--notebook",
         type=Path,
         metavar="PATH",
-        help=f"the notebook to open (default: the checkout's notebooks/{QUICKSTART})",
+        help=f"the notebook to open (default: the checkout's notebooks/{QUICKSTART}; from a pip "
+        f"install, a copy of it in the current folder)",
     )
     lab.add_argument(
         "--port",
