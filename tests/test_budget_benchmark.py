@@ -220,3 +220,18 @@ def test_the_default_rules_constants_are_the_committed_cross_validated_choice() 
     assert part["selection"]["pick"] == family
     assert part["assumed_selection"]["pick"] == f"{family} assuming {length.ASSUMED_TRAIN_STEPS}"
     assert length.REFERENCE_STEPS == 100
+
+
+def test_the_readme_describes_the_benchmark_the_code_runs() -> None:
+    root = Path(__file__).resolve().parent.parent
+    text = " ".join((root / "README.md").read_text(encoding="utf-8").split())
+    factors = ", ".join(f"{factor}x" for factor in bc.LENGTH_FACTORS[:-1])
+    assert f"{factors} and {bc.LENGTH_FACTORS[-1]}x each task's base budget" in text
+    longest = [bc.lengths_of(task.name)[-1] for task in tasks.TASKS]
+    assert f"({bc.LENGTH_FACTORS[-1]}x is {min(longest):,}-{max(longest):,} steps)" in text
+    assert f"{len(qc.SEEDS)} seeds, on {len(tasks.TASKS)} small real tasks" in text
+    starts = [task.start for task in tasks.TASKS]
+    assert f"{starts.count('fresh')} trained from scratch" in text
+    assert f"{starts.count('fine-tune')} fine-tuning a body" in text
+    assert f"{starts.count('mid-training')} resuming from a checkpoint" in text
+    assert f"best checkpoint ({len(bc.CHECKPOINT_FACTORS)} of them" in text
