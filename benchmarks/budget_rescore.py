@@ -402,6 +402,15 @@ def _scored(
         # the same constants, and the length to assume when none is given
         chosen = part["selection"]["pick"] + " assuming "
         part["assumed_selection"] = choose(scored, dev, lambda m: m.startswith(chosen))
+    # Of the family's grid, only the chosen members are kept: the selection is the result, and
+    # 300-odd variants per task and length would make the file a hundred times larger.
+    kept = {part[key]["pick"] for key in ("selection", "assumed_selection") if key in part}
+    scored = {
+        task: {
+            f: {m: r for m, r in by.items() if not _is_grid(m) or m in kept} for f, by in at.items()
+        }
+        for task, at in scored.items()
+    }
     part["per_length"] = {
         "all" if factor is None else str(factor): {
             "dev": summarise(scored, dev, factor), "held_out": summarise(scored, held, factor)
@@ -410,6 +419,10 @@ def _scored(
     }  # fmt: skip
     part["regrets"] = {task: {str(f): r for f, r in by.items()} for task, by in scored.items()}
     return part
+
+
+def _is_grid(name: str) -> bool:
+    return name.startswith("family ")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
