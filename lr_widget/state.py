@@ -23,7 +23,7 @@ import copy
 import random
 import signal
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,6 +36,7 @@ __all__ = [
     "RestoreError",
     "TrainingState",
     "local_shard",
+    "map_tensors",
     "seed_everything",
     "to_host",
 ]
@@ -60,22 +61,32 @@ def to_host(value: Any, pin: bool = False) -> Any:
     shares storage with ``value``. A ``DTensor`` keeps its sharding: its local shard is copied,
     never gathered.
     """
+    return map_tensors(value, lambda tensor: _tensor_to_host(tensor, pin))
+
+
+def map_tensors(value: Any, copy_tensor: Callable[[torch.Tensor], torch.Tensor]) -> Any:
+    """Deep copy ``value``: every tensor through ``copy_tensor``, dicts, lists and tuples
+    rebuilt, anything else deep-copied."""
     if isinstance(value, torch.Tensor):
-        tensor = value.detach()
-        if local_shard(tensor) is not tensor:
-            return _dtensor_to_host(tensor, pin)
-        if tensor.device.type == "cpu":
-            return tensor.clone()
-        host = torch.empty_like(tensor, device="cpu", pin_memory=pin and torch.cuda.is_available())
-        host.copy_(tensor, non_blocking=pin)
-        return host
+        return copy_tensor(value)
     if isinstance(value, Mapping):
-        return {key: to_host(item, pin) for key, item in value.items()}
+        return {key: map_tensors(item, copy_tensor) for key, item in value.items()}
     if isinstance(value, list):
-        return [to_host(item, pin) for item in value]
+        return [map_tensors(item, copy_tensor) for item in value]
     if isinstance(value, tuple):
-        return tuple(to_host(item, pin) for item in value)
+        return tuple(map_tensors(item, copy_tensor) for item in value)
     return copy.deepcopy(value)
+
+
+def _tensor_to_host(value: torch.Tensor, pin: bool) -> torch.Tensor:
+    tensor = value.detach()
+    if local_shard(tensor) is not tensor:
+        return _dtensor_to_host(tensor, pin)
+    if tensor.device.type == "cpu":
+        return tensor.clone()
+    host = torch.empty_like(tensor, device="cpu", pin_memory=pin and torch.cuda.is_available())
+    host.copy_(tensor, non_blocking=pin)
+    return host
 
 
 def _dtensor_to_host(tensor: torch.Tensor, pin: bool) -> torch.Tensor:
@@ -393,11 +404,12 @@ class _OptimizerState:
                 failures.append((f"optimizer tensor of shape {tuple(saved.shape)}", _why(error)))
         for param, entries, items in self.state:
             device = local_shard(param).device if isinstance(param, torch.Tensor) else None
+            to_device = _copier_to(device)
             entries.clear()
             entries.update({
                 key: value
                 if isinstance(value, torch.Tensor)
-                else _to_device(self.plain[id(value)], device)
+                else map_tensors(self.plain[id(value)], to_device)
                 for key, value in items.items()
             })  # fmt: skip
             self.state_table[param] = entries
@@ -412,17 +424,9 @@ class _OptimizerState:
             items["params"][:] = params
 
 
-def _to_device(value: Any, device: torch.device | None) -> Any:
-    """A copy of ``value`` with every tensor in it copied to ``device`` (kept where ``None``)."""
-    if isinstance(value, torch.Tensor):
-        return value.to(device if device is not None else value.device, copy=True)
-    if isinstance(value, Mapping):
-        return {key: _to_device(item, device) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_to_device(item, device) for item in value]
-    if isinstance(value, tuple):
-        return tuple(_to_device(item, device) for item in value)
-    return copy.deepcopy(value)
+def _copier_to(device: torch.device | None) -> Callable[[torch.Tensor], torch.Tensor]:
+    """Copies a tensor to ``device`` (each tensor's own device where ``None``)."""
+    return lambda tensor: tensor.to(device or tensor.device, copy=True)
 
 
 def _write(tensor: torch.Tensor, saved: torch.Tensor, pinned: bool) -> None:
