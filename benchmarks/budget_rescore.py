@@ -33,7 +33,7 @@ import numpy as np
 
 from benchmarks import budget_cache as bc
 from benchmarks import quality_cache as qc
-from benchmarks.rescore import anchor_picks, lr_widget_picks
+from benchmarks.rescore import anchor_picks, interpolated_score, lr_widget_picks
 from benchmarks.split import DEV_TASKS, HELD_OUT_TASKS
 from benchmarks.stats import geometric_mean
 from benchmarks.tasks import RECORDED_TRAIN_LOSSES
@@ -98,7 +98,7 @@ class LengthTruth:
     def score(self, seed: int, lr: float | None) -> float:
         if lr is None or not math.isfinite(lr) or lr <= 0:
             return self.initial[seed]
-        return float(np.interp(math.log10(lr), np.log10(self.lrs), self.scores[seed]))
+        return interpolated_score(self.lrs, self.scores[seed], lr)
 
     def regret(self, picks: Picks) -> float:
         values = [self.score(seed, lr) for seed, lr in picks.items() if seed in qc.SEEDS]
@@ -324,7 +324,8 @@ def summarise(
         return {}
     methods = set.union(*(set(scored[t][f]) for t, f in cells))
     out = {}
-    for method in methods:  # a method missing on some tasks (Prodigy: Adam only) is over the rest
+    # Sorted: a set's order changes from run to run, and so would the saved file.
+    for method in sorted(methods):  # one missing on some tasks (Prodigy: Adam only): the rest
         regrets = [scored[t][f][method] for t, f in cells if method in scored[t][f]]
         out[method] = {
             "geo_mean": geometric_mean([max(1 + r, 1e-9) for r in regrets]),
