@@ -43,7 +43,7 @@ from typing import Any
 import numpy as np
 
 from benchmarks import quality_cache as qc
-from benchmarks.tasks import TASKS, get_task, train_at_lr
+from benchmarks.tasks import TASKS, TrainOutcome, get_task, train_at_lr
 
 __all__ = [
     "BUDGET_CACHE_PATH",
@@ -55,6 +55,8 @@ __all__ = [
     "lengths_of",
     "main",
     "plan_jobs",
+    "run_reply",
+    "run_score",
     "window_indices",
 ]
 
@@ -289,6 +291,11 @@ def _long_run(job: tuple[Any, ...]) -> dict[str, Any]:
     outcome = train_at_lr(
         task, qc._task_data(name), lr, seed, schedule, end, marks, TRAIN_LOSS_BLOCKS
     )
+    return run_reply(outcome)
+
+
+def run_reply(outcome: TrainOutcome) -> dict[str, Any]:
+    """A run as the cache keeps it (values rounded to 7 digits); :func:`run_score` reads it."""
     return {
         "val_losses": [[n, qc._round(loss)] for n, loss in outcome.checkpoint_val_losses],
         "initial": qc._round(outcome.initial_val_loss),

@@ -34,6 +34,7 @@ __all__ = [
     "head_name",
     "pretraining_text_data",
     "tabular_halves",
+    "train_for",
 ]
 
 PRETRAIN_SEED = 20261207
@@ -126,7 +127,26 @@ def head_name(model: nn.Module) -> str:
     return names[-1]
 
 
-def _batches(data: TaskData, batch_size: int, generator: torch.Generator) -> Iterator[tuple]:
+def train_for(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    batches: Iterator[tuple[Tensor, Tensor]],
+    loss_fn: Callable[[Tensor, Tensor], Tensor],
+    steps: int,
+) -> None:
+    """Train ``model`` for ``steps`` steps on ``batches``, recording nothing: the pre-training of
+    a fine-tuned body and the warm-up of a mid-training checkpoint."""
+    model.train()
+    for _ in range(steps):
+        inputs, targets = next(batches)
+        optimizer.zero_grad(set_to_none=True)
+        loss_fn(model(inputs), targets).backward()  # type: ignore[no-untyped-call]
+        optimizer.step()
+
+
+def _batches(
+    data: TaskData, batch_size: int, generator: torch.Generator
+) -> Iterator[tuple[Tensor, Tensor]]:
     while True:
         order = torch.randperm(len(data.train_x), generator=generator)
         for start in range(0, len(order) - batch_size + 1, batch_size):
@@ -148,12 +168,7 @@ def _pretrained_body(plan: Pretraining) -> dict[str, Tensor]:
             else torch.optim.Adam(parameters, lr=plan.lr)
         )
         batches = _batches(data, plan.batch_size, torch.Generator().manual_seed(PRETRAIN_SEED))
-        model.train()
-        for _ in range(plan.steps):
-            inputs, targets = next(batches)
-            optimizer.zero_grad(set_to_none=True)
-            plan.loss_fn(model(inputs), targets).backward()  # type: ignore[no-untyped-call]
-            optimizer.step()
+        train_for(model, optimizer, batches, plan.loss_fn, plan.steps)
         head = head_name(model) + "."
         return {
             name: value.detach().clone()

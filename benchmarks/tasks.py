@@ -315,6 +315,7 @@ class TrainOutcome:
     ``RECORDED_TRAIN_LOSSES`` training losses (fewer if the run diverged).
     ``checkpoint_val_losses`` holds ``(step, validation loss)`` at each checkpoint the run
     reached (see :func:`train_at_lr`); ``diverged_at`` the step whose loss was non-finite.
+    :func:`benchmarks.budget_cache.run_score` scores a run at any of its checkpoints.
     """
 
     lr: float
@@ -334,18 +335,6 @@ class TrainOutcome:
         if self.diverged or not math.isfinite(self.val_loss):
             return self.initial_val_loss
         return min(self.val_loss, self.initial_val_loss)
-
-    def score_at(self, step: int) -> float:
-        """The score the run would have had, had it ended after ``step`` steps: a checkpoint's
-        validation loss, or the initial loss if the run had diverged by then."""
-        if self.diverged_at is not None and self.diverged_at <= step:
-            return self.initial_val_loss
-        value = dict(self.checkpoint_val_losses).get(step)
-        if value is None:
-            raise KeyError(f"no checkpoint at step {step}: {self.checkpoint_val_losses}")
-        if not math.isfinite(value):
-            return self.initial_val_loss
-        return min(value, self.initial_val_loss)
 
 
 @torch.no_grad()
@@ -399,12 +388,7 @@ def warm_up_checkpoint(
             model = task.fresh_model(data, seed)
             optimizer = task.make_optimizer(model.parameters(), task.warm_up_lr)
             batches = _cycle(task.train_loader(data, seed + _WARM_UP_DATA_ORDER))
-            model.train()
-            for _ in range(task.warm_up_steps):
-                inputs, targets = next(batches)
-                optimizer.zero_grad(set_to_none=True)
-                task.loss_fn(model(inputs), targets).backward()  # type: ignore[no-untyped-call]
-                optimizer.step()
+            ts.train_for(model, optimizer, batches, task.loss_fn, task.warm_up_steps)
         _checkpoints[key] = (model.state_dict(), optimizer.state_dict())
     model_state, optimizer_state = _checkpoints[key]
     # load_state_dict keeps tensors it need not cast: copies, so no run trains the cached ones.

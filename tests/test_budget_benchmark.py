@@ -27,10 +27,11 @@ def test_one_long_run_gives_the_outcome_of_every_shorter_run() -> None:
     task = _short("text-lstm")
     data = task.load_data()
     long = tasks.train_at_lr(task, data, 3e-3, seed=1, steps=12, checkpoints=(4, 8, 12))
+    reply = bc.run_reply(long)
     for steps in (4, 8, 12):
         alone = tasks.train_at_lr(task, data, 3e-3, seed=1, steps=steps)
-        assert long.score_at(steps) == pytest.approx(alone.score, rel=1e-6)
-    assert long.val_loss == long.score_at(12)
+        assert bc.run_score(reply, steps, "final") == pytest.approx(alone.score, rel=1e-6)
+    assert bc.run_score(reply, 12, "final") == qc._round(long.val_loss)
     assert long.diverged_at is None
 
 
@@ -46,7 +47,7 @@ def test_a_run_that_diverges_scores_its_start_from_then_on() -> None:
         task, data, 10.0, seed=0, steps=30, checkpoints=(2, 30), recorded_blocks=3
     )
     assert outcome.diverged_at is not None
-    assert outcome.score_at(30) == outcome.initial_val_loss
+    assert bc.run_score(bc.run_reply(outcome), 30, "final") == qc._round(outcome.initial_val_loss)
     assert len(outcome.block_train_losses) == (outcome.diverged_at - 1) // tasks.TRAIN_LOSS_BLOCK
 
 
