@@ -145,7 +145,7 @@ def prepare_bare(setup: Setup, spec: SweepSpec) -> Runner:
 # -- lr_widget ----------------------------------------------------------------------------------
 def prepare_lr_widget(setup: Setup, spec: SweepSpec) -> Runner:
     """``lr_widget.find_lr`` with the suggestions of every rule."""
-    from lr_widget import find_lr
+    from lr_widget.find import find_lr
 
     start, end, steps = _resolve("lr_widget", spec)
     optimizer = setup.make_optimizer(setup.model.parameters(), start)

@@ -42,8 +42,9 @@ from torch.utils.data import DataLoader, TensorDataset
 if __package__ in (None, ""):  # run as a script: make lr_widget importable from the checkout
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from lr_widget import LRFinder, RangeTestResult
-from lr_widget.distributed import default_loss_read_lag
+from lr_widget.engine.distributed import default_loss_read_lag
+from lr_widget.engine.sweep import LRFinder
+from lr_widget.results.range_test import RangeTestResult
 
 MIB = 2**20
 

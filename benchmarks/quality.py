@@ -40,7 +40,7 @@ from typing import Any
 from benchmarks import report, scoring
 from benchmarks.split import DEV_TASKS, HELD_OUT_TASKS
 from benchmarks.tasks import TASKS, get_task, log_grid, train_at_lr
-from lr_widget.suggestions import RULES
+from lr_widget.suggestions.registry import RULES
 
 __all__ = ["CONFIGS", "DEV_TASKS", "HELD_OUT_TASKS", "FinderConfig", "main", "method_names"]
 
@@ -160,7 +160,7 @@ def sweep_suggestions(config: FinderConfig, task_name: str, seed: int) -> dict[s
 def _repeated_suggestions(setup: Any, repeats: int, seed: int) -> dict[str, float | None]:
     """lr_widget's ``find_lr_repeated``: each rule's robust pick (the geometric median of the
     runs' picks)."""
-    from lr_widget.repeats import find_lr_repeated
+    from lr_widget.engine.repeated_sweep import find_lr_repeated
 
     optimizer = setup.make_optimizer(setup.model.parameters(), 1e-7)
     repeated = find_lr_repeated(
@@ -367,7 +367,7 @@ def _present(names: Sequence[str], plan: Plan) -> tuple[str, ...]:
 
 def _default_methods(plan: Plan) -> dict[str, str]:
     """Each tool's own default method (lr_widget's is its current ``DEFAULT_RULE``)."""
-    from lr_widget.suggestions import DEFAULT_RULE
+    from lr_widget.suggestions.registry import DEFAULT_RULE
 
     defaults = {}
     for config in plan.configs:

@@ -126,7 +126,7 @@ def run_job(job: tuple[Any, ...]) -> dict[str, Any]:
 def lr_widget_sweeps(name: str, seed: int) -> list[dict[str, Any]]:
     """``SWEEP_REPEATS`` raw ``find_lr`` curves (defaults) of the fresh model of ``seed``; the
     first reads the data in the order of ``seed``, the others in other orders."""
-    from lr_widget import find_lr
+    from lr_widget.find import find_lr
 
     task, data = get_task(name), _task_data(name)
     model, optimizer = task.starting_point(data, seed, 1e-7)

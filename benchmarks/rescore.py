@@ -89,7 +89,7 @@ class TaskTruth:
 
 # -- lr_widget's picks --------------------------------------------------------------------------
 def _runs(cache: dict[str, Any], task: str, seed: int) -> list[Any]:
-    from lr_widget.result import RangeTestResult
+    from lr_widget.results.range_test import RangeTestResult
 
     sweeps = cache["jobs"][f"sweep|lr_widget|{task}|{seed}"]["runs"]
     return [RangeTestResult(lrs=run["lrs"], losses=run["losses"]) for run in sweeps]
@@ -98,10 +98,9 @@ def _runs(cache: dict[str, Any], task: str, seed: int) -> list[Any]:
 def lr_widget_picks(cache: dict[str, Any], task: str) -> dict[str, Picks]:
     """Every lr_widget method's pick per seed: each registered rule on the lag-free curve (the
     default path), on the EMA curve (the old path), a few more minimum/k and widths, repeats."""
-    from lr_widget.repeated import RepeatedRangeTest
-    from lr_widget.smoothing import lag_free
-    from lr_widget.suggestions import REGISTRY, suggest
-    from lr_widget.suggestions.registry import Rule
+    from lr_widget.curves.smoothing import lag_free
+    from lr_widget.results.repeated import RepeatedRangeTest
+    from lr_widget.suggestions.registry import REGISTRY, Rule, suggest
     from lr_widget.suggestions.rules import minimum_over
 
     extra = {
@@ -134,7 +133,7 @@ def lr_widget_picks(cache: dict[str, Any], task: str) -> dict[str, Picks]:
 
 def confirm_picks(truth: TaskTruth, rule_picks: Picks, decisive_only: bool) -> Picks:
     """The confirmation step's pick around each of ``rule_picks``."""
-    from lr_widget.confirm import DEFAULT_FACTORS, compare_probes
+    from lr_widget.results.confirmation import DEFAULT_FACTORS, compare_probes
 
     out: Picks = {}
     for seed, lr in rule_picks.items():
@@ -160,8 +159,8 @@ def anchor_picks(cache: dict[str, Any], task: str) -> dict[str, Picks]:
 # -- scoring ------------------------------------------------------------------------------------
 def score_methods(cache: dict[str, Any], schedule: str) -> dict[str, Any]:
     """Per task: best LR, and every method's regret and picks, for ``schedule``."""
-    from lr_widget.confirm import CONFIRM_RULE
-    from lr_widget.suggestions import DEFAULT_RULE
+    from lr_widget.results.confirmation import CONFIRM_RULE
+    from lr_widget.suggestions.registry import DEFAULT_RULE
 
     tasks = [
         name
@@ -273,8 +272,8 @@ def markdown(document: dict[str, Any], methods: Sequence[str] | None = None) -> 
 
 
 def _default_and_anchors(document: dict[str, Any]) -> list[tuple[str, str]]:
-    from lr_widget.confirm import CONFIRM_RULE
-    from lr_widget.suggestions import DEFAULT_RULE, SCHEDULE_RULES
+    from lr_widget.results.confirmation import CONFIRM_RULE
+    from lr_widget.suggestions.registry import DEFAULT_RULE, SCHEDULE_RULES
 
     rows = [("constant", DEFAULT_RULE), ("one-cycle", SCHEDULE_RULES["one-cycle"])]
     rows.append(("constant", f"{CONFIRM_RULE} + confirm"))  # find_lr(confirm=True)

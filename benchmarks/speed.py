@@ -218,7 +218,7 @@ def snapshot_accounting(model: SpeedModel, keep_grads: bool) -> dict[str, int]:
     The optimizer then has state (Adam's two moments); with ``keep_grads`` the gradients of that
     step are left on the parameters, as they are between ``backward`` and ``zero_grad``.
     """
-    from lr_widget import find_lr
+    from lr_widget.find import find_lr
 
     setup = model.build(0)
     optimizer = setup.make_optimizer(setup.model.parameters(), 1e-3)

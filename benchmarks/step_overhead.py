@@ -27,7 +27,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from lr_widget import find_lr
+from lr_widget.find import find_lr
 
 MODELS = ("tiny", "null")
 MODEL = "tiny"  # set by --model: "null" is Linear(4, 2) on batches of 2, for the Python cost alone

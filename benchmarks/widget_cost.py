@@ -15,7 +15,7 @@ divided by the headless sweep's time of the same round:
 - ``live``: ``LRWidget(..., autostart=False)``, then ``run()`` and ``wait()`` per round;
 - ``live-fresh-thread``: the same, each sweep in a newly started sweep thread, as a notebook's
   sweep is once the last one's thread has idled out (``IDLE_EXIT_S``): the thread start, and
-  torch's intra-op thread count handed to that thread (:mod:`lr_widget.torch_threads`).
+  torch's intra-op thread count handed to that thread (:mod:`lr_widget.engine.threads`).
 
 Outside a kernel a widget's comm is a dummy that drops each message before it is encoded. Here
 each message goes through what ipykernel does with it short of the socket

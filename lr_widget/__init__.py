@@ -20,28 +20,31 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from lr_widget.compare import Comparison
-from lr_widget.curvature import CurvatureEstimate, estimate_curvature
-from lr_widget.engine import LRFinder, StepEvent
+from lr_widget.diagnostics.curvature import estimate_curvature
+from lr_widget.engine.recording import StepEvent
+from lr_widget.engine.repeated_sweep import RepeatedSweep
+from lr_widget.engine.sweep import LRFinder
 from lr_widget.find import find_lr
-from lr_widget.repeated import RepeatedRangeTest, load_result
-from lr_widget.repeats import RepeatedSweep, find_lr_repeated
-from lr_widget.result import RangeTestResult, StopReason, SweepResult
-from lr_widget.settings import SweepSettings
+from lr_widget.results.compare import Comparison
+from lr_widget.results.curvature import CurvatureEstimate
+from lr_widget.results.loading import load_result
+from lr_widget.results.protocol import SweepResult
+from lr_widget.results.range_test import RangeTestResult, StopReason
+from lr_widget.results.repeated import RepeatedRangeTest
+from lr_widget.results.settings import SweepSettings
 from lr_widget.suggestions import (
-    Suggestion,
-    suggest,
-    suggest_all,
     suggest_consensus,
     suggest_minimum,
     suggest_slide,
     suggest_steep,
     suggest_valley,
 )
+from lr_widget.suggestions.curve import Suggestion
+from lr_widget.suggestions.registry import suggest, suggest_all
 from lr_widget.version import __version__
 
 if TYPE_CHECKING:
-    from lr_widget.widget import LRWidget
+    from lr_widget.widget.widget import LRWidget
 
 __all__ = [
     "Comparison",
@@ -59,7 +62,6 @@ __all__ = [
     "__version__",
     "estimate_curvature",
     "find_lr",
-    "find_lr_repeated",
     "load_result",
     "suggest",
     "suggest_all",
@@ -74,7 +76,7 @@ __all__ = [
 def __getattr__(name: str) -> Any:
     # The widget pulls in ipywidgets and bqplot: load it only when asked for.
     if name == "LRWidget":
-        from lr_widget.widget import LRWidget
+        from lr_widget.widget.widget import LRWidget
 
         return LRWidget
     raise AttributeError(f"module 'lr_widget' has no attribute {name!r}")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from lr_widget.cli import main
+from lr_widget.cli.main import main
 
 if __name__ == "__main__":
     raise SystemExit(main(prog="python -m lr_widget"))

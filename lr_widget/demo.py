@@ -24,9 +24,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from lr_widget.validation import require_int
-
-__all__ = ["Demo", "demo_data", "demo_model", "make_demo"]
+from lr_widget.curves.arguments import require_int
 
 NUM_CLASSES = 3
 CLUSTERS_PER_CLASS = 2

@@ -1,10 +1,9 @@
 """``find_lr``: the one call that runs a range test, once or ``repeats`` times.
 
-Without ``repeats`` it runs one :class:`~lr_widget.engine.LRFinder` sweep and returns its
-:class:`~lr_widget.result.RangeTestResult`; with ``repeats=k`` it runs the same sweep ``k`` times
-through :class:`~lr_widget.repeats.RepeatedSweep` and returns the
-:class:`~lr_widget.repeated.RepeatedRangeTest`, as ``LRWidget(..., repeats=k)`` does.
-:func:`~lr_widget.repeats.find_lr_repeated` stays as the explicit name for the second.
+Without ``repeats`` it runs one :class:`~lr_widget.engine.sweep.LRFinder` sweep and returns its
+:class:`~lr_widget.results.range_test.RangeTestResult`; with ``repeats=k`` it runs the same sweep
+``k`` times through :class:`~lr_widget.engine.repeated_sweep.RepeatedSweep` and returns the
+:class:`~lr_widget.results.repeated.RepeatedRangeTest`, as ``LRWidget(..., repeats=k)`` does.
 """
 
 from __future__ import annotations
@@ -17,20 +16,18 @@ from typing import Any, overload
 
 import torch
 
-from lr_widget.batches import LossFn
-from lr_widget.checks import check_callback, check_save_to, check_stop_event
-from lr_widget.confirm import CONFIRM_RULE, check_confirm_options, confirm_lr
-from lr_widget.distributed import is_main_process
-from lr_widget.engine import LRFinder
-from lr_widget.recording import StepCallback
-from lr_widget.repeated import RepeatedRangeTest
-from lr_widget.repeats import RepeatCallback, RepeatedSweep
-from lr_widget.result import RangeTestResult
-from lr_widget.stepping import needs_closure
-from lr_widget.sweep_result import SweepResult
-from lr_widget.validation import ArgumentTypeError
-
-__all__ = ["find_lr"]
+from lr_widget.curves.arguments import ArgumentTypeError
+from lr_widget.diagnostics.confirm import confirm_with
+from lr_widget.engine.batches import LossFn
+from lr_widget.engine.distributed import is_main_process
+from lr_widget.engine.inputs import check_callback, check_save_to, check_stop_event
+from lr_widget.engine.recording import StepCallback
+from lr_widget.engine.repeated_sweep import RepeatCallback, RepeatedSweep
+from lr_widget.engine.sweep import LRFinder
+from lr_widget.results.confirmation import CONFIRM_RULE, check_confirm_options
+from lr_widget.results.protocol import SweepResult
+from lr_widget.results.range_test import RangeTestResult
+from lr_widget.results.repeated import RepeatedRangeTest
 
 
 @overload
@@ -126,9 +123,9 @@ def find_lr(
         process only: rank 0 under ``torch.distributed``, else the only process.
     repeats
         Run the sweep this many times from the same state, seeded ``seed + i`` (``seed=``, default
-        0), and return the :class:`~lr_widget.repeated.RepeatedRangeTest` of the runs and their
-        noise band (see :class:`~lr_widget.repeats.RepeatedSweep`); the callback then receives
-        :class:`~lr_widget.repeats.RepeatStepEvent`\\ s.
+        0), and return the :class:`~lr_widget.results.repeated.RepeatedRangeTest` of the runs and
+        their noise band (see :class:`~lr_widget.engine.repeated_sweep.RepeatedSweep`); the callback
+        then receives :class:`~lr_widget.engine.repeated_sweep.RepeatStepEvent`\\ s.
     train_steps, epochs
         The length of the training the LR is for, in optimizer steps, or in epochs of
         ``train_data`` (converted with its ``len()`` and ``accumulation_steps``): the default
@@ -136,20 +133,20 @@ def find_lr(
         assumes :data:`~lr_widget.suggestions.length.ASSUMED_TRAIN_STEPS` and ``summary()`` says
         so. ``result.suggestion_for("constant", train_steps=n)`` answers for another length.
     confirm
-        ``True`` (or a dict of :func:`~lr_widget.confirm.confirm_lr` options: ``factors``,
-        ``steps``, ``tail``): after the sweep, train short probes at 1/3, 1 and 3 times the
-        ``minimum`` rule's LR (:data:`~lr_widget.confirm.CONFIRM_RULE`) from the restored state
-        (restored again after each) and keep what they found in ``result.confirmation`` (also
-        saved, in ``metadata["confirmation"]``); ``result.confirmation.winner`` is the LR to
-        take. It costs ``steps`` (30) steps per probe; nothing is probed when that rule has no
-        answer.
+        ``True`` (or a dict of :func:`~lr_widget.diagnostics.confirm.confirm_lr` options:
+        ``factors``, ``steps``, ``tail``): after the sweep, train short probes at 1/3, 1 and 3 times
+        the ``minimum`` rule's LR (:data:`~lr_widget.results.confirmation.CONFIRM_RULE`) from the
+        restored state (restored again after each) and keep what they found in
+        ``result.confirmation`` (also saved, in ``metadata["confirmation"]``);
+        ``result.confirmation.winner`` is the LR to take. It costs ``steps`` (30) steps per probe;
+        nothing is probed when that rule has no answer.
     **options
         ``val_data``, ``step_fn``, ``grad_scaler`` (a ``GradScaler``, or ``True`` for a new one),
         ``scheduler`` (an LR scheduler attached to the optimizer: its state is snapshotted and
         restored too; the sweep never steps it), ``distributed`` (``None`` follows an initialised
-        process group, see :func:`~lr_widget.distributed.resolve_distributed`),
+        process group, see :func:`~lr_widget.engine.distributed.resolve_distributed`),
         ``loss_read_lag`` (steps the host may run ahead before reading a loss; ``None``: 0 on the
-        CPU, 1 on an accelerator) and the :class:`~lr_widget.settings.SweepSettings` fields:
+        CPU, 1 on an accelerator) and the :class:`~lr_widget.results.settings.SweepSettings` fields:
         ``beta``, ``diverge_factor``, ``batches_per_step``, ``accumulation_steps``,
         ``max_grad_norm``, ``amp_dtype``, ``val_batches``, ``max_skipped_steps``.
 
@@ -175,12 +172,6 @@ def find_lr(
     (2, [0, 1])
     """
     confirm_options = _confirm_options(confirm)
-    if confirm_options is not None and optimizer is not None and needs_closure(optimizer):
-        raise ArgumentTypeError(
-            f"confirm=True trains probes with plain optimizer steps, and "
-            f"{type(optimizer).__name__}.step needs a closure; sweep without confirm, or "
-            "confirm with another optimizer"
-        )
     save_path = check_save_to(save_to)
     check_callback(callback)
     check_stop_event(stop_event)
@@ -204,10 +195,7 @@ def find_lr(
         finder = repeated.finder
     centre = result.suggest(CONFIRM_RULE).lr if confirm_options is not None else None
     if confirm_options is not None and centre is not None:
-        confirmation = confirm_lr(
-            model, train_data, centre, loss_fn, finder.optimizer,
-            step_fn=options.get("step_fn"), **confirm_options,
-        )  # fmt: skip
+        confirmation = confirm_with(finder, centre, **confirm_options)
         result.metadata["confirmation"] = confirmation.to_dict()
     if save_path is not None and is_main_process():
         try:

@@ -3,6 +3,4 @@ the package root (which imports nearly everything)."""
 
 from __future__ import annotations
 
-__all__ = ["__version__"]
-
 __version__ = "0.1.0"

@@ -16,9 +16,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from lr_widget import LRFinder, RangeTestResult, StepEvent, StopReason, find_lr
-from lr_widget.batches import move_to_device
-from lr_widget.state import TrainingState
+from lr_widget.engine.batches import move_to_device
+from lr_widget.engine.recording import StepEvent
+from lr_widget.engine.state import TrainingState
+from lr_widget.engine.sweep import LRFinder
+from lr_widget.find import find_lr
+from lr_widget.results.range_test import RangeTestResult, StopReason
 from tests.helpers import assert_restored, capture, make_batches, make_classifier, warm_optimizer
 
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")

@@ -13,8 +13,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from lr_widget import RangeTestResult, find_lr, load_result
-from lr_widget.jsonfile import DocumentError
+from lr_widget.find import find_lr
+from lr_widget.results.jsonfile import DocumentError
+from lr_widget.results.loading import load_result
+from lr_widget.results.range_test import RangeTestResult
 from tests.helpers import assert_restored, capture, make_batches, make_classifier, warm_optimizer
 
 BAD_SETTINGS = [

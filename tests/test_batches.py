@@ -11,8 +11,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from lr_widget import find_lr
-from lr_widget.batches import LossComputer, infer_loss_fn, move_to_device
+from lr_widget.engine.batches import LossComputer, infer_loss_fn, move_to_device
+from lr_widget.find import find_lr
 from tests.helpers import make_batches, make_classifier
 
 QUIET = {"num_steps": 4, "end_lr": 1e-3, "diverge_factor": math.inf}

@@ -19,19 +19,14 @@ import pytest
 import torch
 
 import lr_widget
-from lr_widget.cli import (
-    EXIT_INTERRUPTED,
-    EXIT_OK,
-    EXIT_SWEEP_ERROR,
-    EXIT_USAGE,
-    Progress,
-    format_suggestions,
-    main,
-)
-from lr_widget.engine import LRFinder, StepEvent
-from lr_widget.repeated import RepeatedRangeTest
-from lr_widget.result import RangeTestResult
-from lr_widget.suggestions import DEFAULT_RULE, RULES
+from lr_widget.cli.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_SWEEP_ERROR, EXIT_USAGE
+from lr_widget.cli.main import main
+from lr_widget.cli.report import Progress, format_suggestions
+from lr_widget.engine.recording import StepEvent
+from lr_widget.engine.sweep import LRFinder
+from lr_widget.results.range_test import RangeTestResult
+from lr_widget.results.repeated import RepeatedRangeTest
+from lr_widget.suggestions.registry import DEFAULT_RULE, RULES
 
 # A user's setup module. MODELS and INITIAL_STATES let a test compare the model after the run
 # with its weights before; CALLS counts the calls of the user's loss function.

@@ -9,10 +9,11 @@ from typing import Any
 
 import pytest
 
-from lr_widget import RangeTestResult, StopReason
-from lr_widget.compare import Comparison, ComparisonRow, load_result, result_from_dict
-from lr_widget.repeats import RepeatedRangeTest
-from lr_widget.suggestions import DEFAULT_RULE
+from lr_widget.results.compare import Comparison, ComparisonRow
+from lr_widget.results.loading import load_result, result_from_dict
+from lr_widget.results.range_test import RangeTestResult, StopReason
+from lr_widget.results.repeated import RepeatedRangeTest
+from lr_widget.suggestions.registry import DEFAULT_RULE
 
 
 def falling_run(shift: float = 0.0, steps: int = 30, scale: float = 1.0) -> RangeTestResult:

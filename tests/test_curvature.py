@@ -14,12 +14,9 @@ import torch
 import torch.nn.functional as F
 from torch.func import functional_call
 
-from lr_widget.curvature import (
-    CurvatureEstimate,
-    estimate_curvature,
-    lr_stability_bound,
-    top_eigenvalue,
-)
+from lr_widget.diagnostics.curvature import estimate_curvature
+from lr_widget.diagnostics.hessian import top_eigenvalue
+from lr_widget.results.curvature import CurvatureEstimate, lr_stability_bound
 from tests.helpers import assert_restored, capture, make_batches, make_classifier, warm_optimizer
 
 Batches = list[tuple[torch.Tensor, torch.Tensor]]

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
+from lr_widget.curves.smoothing import debiased_ema
 from lr_widget.demo import Demo, demo_data, demo_model, make_demo
-from lr_widget.schedules import lr_schedule
-from lr_widget.smoothing import debiased_ema
+from lr_widget.engine.schedules import lr_schedule
 
 
 def _state(model: torch.nn.Module) -> dict[str, torch.Tensor]:

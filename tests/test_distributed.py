@@ -32,8 +32,8 @@ from torch.distributed.algorithms.ddp_comm_hooks.default_hooks import allreduce_
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 
-from lr_widget import RangeTestResult, StopReason, find_lr
-from lr_widget.distributed import (
+from lr_widget.diagnostics.confirm import confirm_lr
+from lr_widget.engine.distributed import (
     StepSync,
     is_distributed,
     is_main_process,
@@ -42,6 +42,8 @@ from lr_widget.distributed import (
     save_on_main_process,
     world_size,
 )
+from lr_widget.find import find_lr
+from lr_widget.results.range_test import RangeTestResult, StopReason
 from tests.helpers import assert_restored, capture, make_batches, make_classifier, warm_optimizer
 
 WORLD_SIZE = 2
@@ -104,7 +106,30 @@ def _count_gradient_reductions(ddp: DistributedDataParallel) -> dict[str, int]:
     return counts
 
 
+def _confirm_on_rank(rank_index: int) -> dict[str, Any]:
+    """Confirmation probes on DDP whose loss turns NaN on rank 1 alone, in the second probe."""
+    model = make_classifier(seed=0)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    before, digest_before = capture(model, optimizer), _state_digest(model)
+    local_losses: list[float] = []
+    loss_fn = _recording_loss(local_losses, nan_from_call=10 if rank_index == 1 else None)
+    found = confirm_lr(
+        DistributedDataParallel(model), _sharded_loader(rank_index), 0.01, loss_fn, optimizer,
+        steps=8,
+    )  # fmt: skip
+    assert_restored(before, model, optimizer)
+    return {
+        "probe_losses": [list(probe.losses) for probe in found.probes],
+        "winner": found.winner,
+        "local_losses": local_losses,
+        "digest_before": digest_before,
+        "digest_after": _state_digest(model),
+    }
+
+
 def _sweep_on_rank(rank_index: int, out_dir: Path, scenario: str) -> dict[str, Any]:
+    if scenario == "confirm with nan on rank 1":
+        return _confirm_on_rank(rank_index)
     model = make_classifier(seed=0)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
     warm_optimizer(model, optimizer)
@@ -282,7 +307,7 @@ ACCELERATE_NOTEBOOK = textwrap.dedent(
     def sweep(out_dir):  # what a notebook cell hands to notebook_launcher
         from accelerate import Accelerator
         from lr_widget import find_lr
-        from lr_widget.distributed import rank
+        from lr_widget.engine.distributed import rank
         from tests.helpers import assert_restored, capture, make_batches, make_classifier
 
         accelerator = Accelerator(cpu=True)
@@ -378,3 +403,22 @@ def test_step_sync_flags_a_non_finite_step() -> None:
         1,
         0,
     )
+
+
+@pytest.mark.distributed
+@pytest.mark.timeout(120)
+def test_confirm_probes_stop_together_when_one_rank_sees_nan(tmp_path: Path) -> None:
+    """A probe that breaks out on one rank while the other steps on would leave that one waiting
+    in DDP's all-reduce: the probes read each loss as the mean over the ranks, so both stop."""
+    rank0, rank1 = run_two_ranks("confirm with nan on rank 1", tmp_path)
+    assert rank0["probe_losses"] == rank1["probe_losses"]
+    first, second, third = rank0["probe_losses"]
+    assert len(first) == 8
+    assert all(math.isfinite(loss) for loss in first)
+    assert len(second) == 3
+    assert math.isnan(second[-1])
+    assert len(third) == 1
+    assert math.isnan(third[0])
+    assert rank0["winner"] == rank1["winner"]
+    assert len(rank0["local_losses"]) == len(rank1["local_losses"]) == 12
+    assert_restored_on_every_rank([rank0, rank1])

@@ -10,9 +10,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from lr_widget import LRFinder, StepEvent, StopReason, find_lr
-from lr_widget.schedules import lr_schedule
-from lr_widget.smoothing import debiased_ema
+from lr_widget.curves.smoothing import debiased_ema
+from lr_widget.engine.recording import StepEvent
+from lr_widget.engine.schedules import lr_schedule
+from lr_widget.engine.sweep import LRFinder
+from lr_widget.find import find_lr
+from lr_widget.results.range_test import StopReason
 from tests.helpers import make_batches, make_classifier
 
 

@@ -19,14 +19,16 @@ def test_engine_imports_and_runs_without_ipywidgets_or_bqplot() -> None:
                 return None
 
         sys.meta_path.insert(0, Block())
+        import importlib
+        import pkgutil
+
         import torch
         import lr_widget
-        from lr_widget import find_lr, RangeTestResult
-        from lr_widget import engine, result, suggestions, schedules, smoothing, state, batches
-        from lr_widget import repeats, repeated, spread, compare, curvature, demo, settings
-        from lr_widget import plotting, sweep_result, validation, axes, style, jsonfile
-        from lr_widget import find, stepping, checks, recording, distributed, scaling
-        from lr_widget import find_lr_repeated, Comparison, estimate_curvature
+        from lr_widget import find_lr, RangeTestResult, Comparison, estimate_curvature
+
+        for module in pkgutil.walk_packages(lr_widget.__path__, "lr_widget."):
+            if not module.name.startswith("lr_widget.widget"):
+                importlib.import_module(module.name)
 
         model = torch.nn.Linear(3, 2)
         data = [(torch.randn(8, 3), torch.randint(0, 2, (8,))) for _ in range(3)]

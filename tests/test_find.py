@@ -1,4 +1,4 @@
-"""One API: ``find_lr(..., repeats=k)`` returns the repeated result (as ``find_lr_repeated``)."""
+"""One API: ``find_lr(..., repeats=k)`` returns the repeated result that ``RepeatedSweep`` gives."""
 
 from __future__ import annotations
 
@@ -10,16 +10,11 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 from typing_extensions import assert_type
 
-import lr_widget.engine
-import lr_widget.find
-from lr_widget import (
-    RangeTestResult,
-    RepeatedRangeTest,
-    find_lr,
-    find_lr_repeated,
-    load_result,
-)
-from lr_widget.repeats import RepeatStepEvent
+from lr_widget.engine.repeated_sweep import RepeatedSweep, RepeatStepEvent
+from lr_widget.find import find_lr
+from lr_widget.results.loading import load_result
+from lr_widget.results.range_test import RangeTestResult
+from lr_widget.results.repeated import RepeatedRangeTest
 from tests.helpers import assert_restored, capture, make_batches, make_classifier, warm_optimizer
 
 SWEEP: dict[str, Any] = {"start_lr": 1e-4, "end_lr": 1.0, "num_steps": 12}
@@ -31,7 +26,7 @@ def _shuffled() -> DataLoader[tuple[torch.Tensor, ...]]:
     return DataLoader(dataset, batch_size=32, shuffle=True)
 
 
-def test_repeats_returns_the_same_runs_as_find_lr_repeated_and_restores() -> None:
+def test_repeats_returns_the_runs_repeated_sweep_gives_and_restores() -> None:
     model = make_classifier()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
     warm_optimizer(model, optimizer)
@@ -45,7 +40,7 @@ def test_repeats_returns_the_same_runs_as_find_lr_repeated_and_restores() -> Non
     assert repeated.seeds == [4, 5, 6]
     assert {event.run for event in events} == {0, 1, 2}
     assert_restored(before, model, optimizer)
-    explicit = find_lr_repeated(model, _shuffled(), None, optimizer, repeats=3, seed=4, **SWEEP)
+    explicit = RepeatedSweep(model, _shuffled(), None, optimizer, repeats=3, seed=4, **SWEEP).run()
     assert [run.losses for run in repeated.runs] == [run.losses for run in explicit.runs]
     assert_restored(before, model, optimizer)
 
@@ -68,18 +63,12 @@ def test_repeated_result_is_saved_and_loads_back(tmp_path: Path) -> None:
     assert [run.losses for run in loaded.runs] == [run.losses for run in repeated.runs]
 
 
-def test_find_lr_is_importable_from_its_old_home() -> None:
-    assert lr_widget.engine.find_lr is lr_widget.find.find_lr is find_lr
-    from lr_widget.engine import find_lr as old
-
-    assert old is find_lr
-
-
 def test_find_lr_confirm_probes_the_confirm_rule_restores_and_saves(tmp_path: Any) -> None:
     import torch
 
-    from lr_widget import RangeTestResult, find_lr
-    from lr_widget.confirm import CONFIRM_RULE
+    from lr_widget.find import find_lr
+    from lr_widget.results.confirmation import CONFIRM_RULE
+    from lr_widget.results.range_test import RangeTestResult
 
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Linear(4, 16), torch.nn.ReLU(), torch.nn.Linear(16, 3))
@@ -104,7 +93,7 @@ def test_find_lr_confirm_probes_the_confirm_rule_restores_and_saves(tmp_path: An
 def test_find_lr_confirm_options_are_checked_before_the_sweep() -> None:
     import torch
 
-    from lr_widget import find_lr
+    from lr_widget.find import find_lr
 
     model = torch.nn.Linear(4, 3)
     data = [(torch.randn(8, 4), torch.randint(0, 3, (8,)))]

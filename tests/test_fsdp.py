@@ -19,8 +19,8 @@ import pytest
 import torch
 import torch.distributed as dist
 
-from lr_widget import find_lr
-from lr_widget.state import local_shard
+from lr_widget.engine.state import local_shard
+from lr_widget.find import find_lr
 from tests.helpers import make_batches, make_classifier
 from tests.test_distributed import DEADLINE_S, WORLD_SIZE, _free_port, _sharded_loader
 

@@ -23,8 +23,10 @@ from pathlib import Path
 import pytest
 
 import lr_widget
-from lr_widget.cli import EXIT_OK, EXIT_USAGE, default_notebook, lab_command, main
 from lr_widget.cli import lab as lab_module
+from lr_widget.cli.errors import EXIT_OK, EXIT_USAGE
+from lr_widget.cli.lab import default_notebook, lab_command
+from lr_widget.cli.main import main
 
 nbformat = pytest.importorskip("nbformat")
 needs_jupyterlab = pytest.mark.skipif(

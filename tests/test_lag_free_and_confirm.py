@@ -10,11 +10,12 @@ import pytest
 import torch
 
 from benchmarks import rescore
-from lr_widget.confirm import Confirmation, compare_probes, confirm_lr
-from lr_widget.repeated import RepeatedRangeTest
-from lr_widget.result import RangeTestResult
-from lr_widget.smoothing import blow_up_cut, debiased_ema, lag_free
-from lr_widget.suggestions import CURVE_READ, SCHEDULE_RULES, suggest
+from lr_widget.curves.smoothing import blow_up_cut, debiased_ema, lag_free
+from lr_widget.diagnostics.confirm import confirm_lr
+from lr_widget.results.confirmation import Confirmation, compare_probes
+from lr_widget.results.range_test import RangeTestResult
+from lr_widget.results.repeated import RepeatedRangeTest
+from lr_widget.suggestions.registry import CURVE_READ, SCHEDULE_RULES, suggest
 
 LRS = np.logspace(-7, 1, 100)  # find_lr's default schedule
 LOG_LRS = np.log10(LRS)

@@ -18,7 +18,8 @@ import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 from torch.utils.data import DataLoader, IterableDataset, TensorDataset
 
-from lr_widget import StopReason, find_lr
+from lr_widget.find import find_lr
+from lr_widget.results.range_test import StopReason
 from tests.helpers import (
     assert_restored,
     assert_trees_equal,

@@ -165,7 +165,7 @@ def test_the_stripped_check_catches_what_running_a_notebook_leaves() -> None:
 
 
 def test_the_quickstart_names_the_default_rule_the_code_uses() -> None:
-    from lr_widget.suggestions import DEFAULT_RULE
+    from lr_widget.suggestions.registry import DEFAULT_RULE
 
     notebook = nbformat.read(NOTEBOOK_DIR / "quickstart.ipynb", as_version=4)
     prose = " ".join(cell.source for cell in notebook.cells if cell.cell_type == "markdown")

@@ -20,10 +20,9 @@ from matplotlib.colors import to_hex
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from lr_widget import RangeTestResult, RepeatedRangeTest
-from lr_widget.axes import decade_ticks, robust_y_range
-from lr_widget.plotting import save_picture
-from lr_widget.style import (
+from lr_widget.curves.axes import decade_ticks, robust_y_range
+from lr_widget.plotting.static import save_picture
+from lr_widget.plotting.style import (
     BAND_COLOR,
     EMA_OPACITY,
     FIT_LABEL,
@@ -32,7 +31,9 @@ from lr_widget.style import (
     VAL_COLOR,
     rule_style,
 )
-from lr_widget.suggestions import DEFAULT_RULE
+from lr_widget.results.range_test import RangeTestResult
+from lr_widget.results.repeated import RepeatedRangeTest
+from lr_widget.suggestions.registry import DEFAULT_RULE
 
 matplotlib.use("Agg")
 

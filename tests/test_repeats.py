@@ -16,10 +16,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from lr_widget import RangeTestResult, StepEvent, StopReason, find_lr
-from lr_widget.repeats import RepeatedRangeTest, RepeatedSweep, RepeatStepEvent, find_lr_repeated
-from lr_widget.spread import NoiseBand, SuggestionSpread
-from lr_widget.suggestions import DEFAULT_RULE, Suggestion
+from lr_widget.engine.recording import StepEvent
+from lr_widget.engine.repeated_sweep import RepeatedSweep, RepeatStepEvent
+from lr_widget.find import find_lr
+from lr_widget.results.range_test import RangeTestResult, StopReason
+from lr_widget.results.repeated import RepeatedRangeTest
+from lr_widget.results.spread import NoiseBand, SuggestionSpread
+from lr_widget.suggestions.curve import Suggestion
+from lr_widget.suggestions.registry import DEFAULT_RULE
 from tests.helpers import (
     assert_restored,
     assert_trees_equal,
@@ -86,7 +90,7 @@ def test_band_is_the_per_step_spread_of_runs_of_different_lengths() -> None:
 
 
 def test_band_of_a_real_repeated_sweep_is_the_spread_of_its_runs() -> None:
-    result = find_lr_repeated(
+    result = find_lr(
         make_classifier(),
         shuffled_loader(),
         step_fn=indexed_loss,
@@ -142,7 +146,7 @@ def test_every_run_starts_from_identical_weights_and_optimizer_state() -> None:
         recording["next_is_start"] = event.step == event.num_steps - 1
 
     recording = {"next_is_start": True}
-    result = find_lr_repeated(
+    result = find_lr(
         model,
         shuffled_loader(),
         None,
@@ -170,7 +174,7 @@ def test_model_optimizer_and_caller_rng_are_restored_after_all_runs() -> None:
     np.random.seed(1234)
     random.seed(1234)
     before = capture(model, optimizer)
-    find_lr_repeated(
+    find_lr(
         model,
         shuffled_loader(),
         None,
@@ -184,7 +188,7 @@ def test_model_optimizer_and_caller_rng_are_restored_after_all_runs() -> None:
 
 
 def test_run_i_is_the_range_test_seeded_seed_plus_i() -> None:
-    result = find_lr_repeated(
+    result = find_lr(
         make_classifier(),
         shuffled_loader(),
         step_fn=indexed_loss,
@@ -213,7 +217,7 @@ def test_different_seeds_give_a_different_data_order() -> None:
     def on_step(event: RepeatStepEvent) -> None:
         del first_batches[event.run + 1 :]  # keep the first batch of each run only
 
-    find_lr_repeated(
+    find_lr(
         make_classifier(),
         shuffled_loader(),
         step_fn=record_order,
@@ -278,7 +282,7 @@ def test_a_callback_stop_keeps_the_stopped_run_and_starts_no_more() -> None:
         events.append(event)
         return event.run == 1 and event.step == 2
 
-    result = find_lr_repeated(
+    result = find_lr(
         make_classifier(),
         shuffled_loader(),
         step_fn=indexed_loss,
@@ -351,7 +355,7 @@ def test_spread_describes_median_and_range_of_the_picks() -> None:
 
 
 def test_per_rule_spread_and_robust_pick_come_from_the_runs() -> None:
-    result = find_lr_repeated(
+    result = find_lr(
         make_classifier(),
         shuffled_loader(),
         step_fn=indexed_loss,
@@ -436,7 +440,7 @@ def test_no_bump_where_the_median_only_falls() -> None:
 
 # -- serialisation and display ------------------------------------------------------------------
 def test_repeated_result_survives_strict_json_losslessly(tmp_path: Path) -> None:
-    result = find_lr_repeated(
+    result = find_lr(
         make_classifier(),
         shuffled_loader(),
         step_fn=indexed_loss,

@@ -10,7 +10,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from lr_widget import LRFinder, StopReason, find_lr
+from lr_widget.engine.sweep import LRFinder
+from lr_widget.find import find_lr
+from lr_widget.results.range_test import StopReason
 from tests.helpers import assert_restored, capture, make_batches, make_classifier, warm_optimizer
 
 OPTIMIZERS: dict[str, Callable[[torch.nn.Module], torch.optim.Optimizer]] = {

@@ -5,6 +5,7 @@ does every other, arguments fail before anything trains, and bad result files fa
 from __future__ import annotations
 
 import json
+import math
 import os
 import threading
 import time
@@ -16,12 +17,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from lr_widget import LRFinder, RangeTestResult, find_lr
-from lr_widget.claims import SweepInProgressError
 from lr_widget.cli.main import main as cli_main
-from lr_widget.jsonfile import MAX_DOCUMENT_BYTES, DocumentError
-from lr_widget.repeated import load_result
-from lr_widget.state import RestoreError, TrainingState
+from lr_widget.engine.claims import SweepInProgressError
+from lr_widget.engine.state import RestoreError, TrainingState
+from lr_widget.engine.sweep import LRFinder
+from lr_widget.find import find_lr
+from lr_widget.results.jsonfile import MAX_DOCUMENT_BYTES, DocumentError
+from lr_widget.results.loading import load_result
+from lr_widget.results.range_test import RangeTestResult
 from tests.helpers import assert_restored, capture, make_batches, make_classifier, warm_optimizer
 
 
@@ -264,12 +267,19 @@ def test_bad_arguments_fail_before_any_step(
     assert_restored(before, model)
 
 
-def test_confirm_with_a_closure_optimizer_fails_before_the_sweep() -> None:
-    model, loss = make_classifier(), CountingLoss()
-    optimizer = torch.optim.LBFGS(model.parameters(), lr=0.1)
-    with pytest.raises(TypeError, match=r"LBFGS\.step needs a closure"):
-        find_lr(model, make_batches(), loss, optimizer, num_steps=10, confirm=True)
-    assert loss.calls == 0
+def test_confirm_with_a_closure_optimizer_probes_through_the_closure_and_restores() -> None:
+    """The probes take the sweep's own step: LBFGS is stepped through a closure, as in the sweep."""
+    model = make_classifier()
+    optimizer = torch.optim.LBFGS(model.parameters(), lr=0.1, max_iter=2)
+    before = capture(model, optimizer)
+    result = find_lr(
+        model, make_batches(), None, optimizer, num_steps=10, end_lr=1.0,
+        confirm={"steps": 4, "factors": [0.5, 1.0]},
+    )  # fmt: skip
+    assert result.confirmation is not None
+    assert [len(probe.losses) for probe in result.confirmation.probes] == [4, 4]
+    assert all(math.isfinite(loss) for probe in result.confirmation.probes for loss in probe.losses)
+    assert_restored(before, model, optimizer)
 
 
 def test_a_result_that_cannot_be_saved_is_still_returned(
@@ -465,7 +475,7 @@ def test_a_second_widget_on_a_model_being_swept_shows_why_it_cannot_sweep() -> N
 
 
 def test_the_readme_states_the_limits_the_code_enforces() -> None:
-    from lr_widget.jsonfile import MAX_NESTING
+    from lr_widget.results.jsonfile import MAX_NESTING
     from lr_widget.widget.widget import CLOSE_WAIT_S
 
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")

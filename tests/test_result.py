@@ -11,10 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from lr_widget import RangeTestResult, StopReason, find_lr, load_result
-from lr_widget.jsonfile import DocumentError
-from lr_widget.smoothing import debiased_ema
-from lr_widget.suggestions import CURVE_READ
+from lr_widget.curves.smoothing import debiased_ema
+from lr_widget.find import find_lr
+from lr_widget.results.jsonfile import DocumentError
+from lr_widget.results.loading import load_result
+from lr_widget.results.range_test import RangeTestResult, StopReason
+from lr_widget.suggestions.registry import CURVE_READ
 from tests.helpers import make_batches, make_classifier
 
 

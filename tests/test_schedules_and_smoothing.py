@@ -7,8 +7,8 @@ import itertools
 import pytest
 import torch
 
-from lr_widget.schedules import apply_lr, group_lr_ratios, lr_at, lr_schedule
-from lr_widget.smoothing import DebiasedEMA, debiased_ema
+from lr_widget.curves.smoothing import DebiasedEMA, debiased_ema
+from lr_widget.engine.schedules import apply_lr, group_lr_ratios, lr_at, lr_schedule
 
 
 @pytest.mark.parametrize("mode", ["exp", "linear"])

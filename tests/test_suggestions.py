@@ -13,23 +13,23 @@ import pytest
 from numpy.typing import ArrayLike
 
 from lr_widget.suggestions import (
-    DEFAULT_RULE,
-    MIN_USABLE_POINTS,
-    REGISTRY,
-    RULES,
-    SCHEDULE_RULES,
-    SLIDE_WINDOW,
-    Suggestion,
-    longest_decreasing_subsequence,
-    suggest,
-    suggest_all,
     suggest_consensus,
     suggest_minimum,
     suggest_slide,
     suggest_steep,
     suggest_valley,
 )
+from lr_widget.suggestions.curve import MIN_USABLE_POINTS, Suggestion
 from lr_widget.suggestions.length import divisor_for
+from lr_widget.suggestions.registry import (
+    DEFAULT_RULE,
+    REGISTRY,
+    RULES,
+    SCHEDULE_RULES,
+    suggest,
+    suggest_all,
+)
+from lr_widget.suggestions.rules import SLIDE_WINDOW, longest_decreasing_subsequence
 
 NUM_STEPS = 101  # so that 1e-3 is a recorded LR
 LRS = np.logspace(-6, 0, NUM_STEPS)

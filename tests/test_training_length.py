@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from lr_widget import RangeTestResult, find_lr
-from lr_widget.suggestions import DEFAULT_RULE, SCHEDULE_RULES, suggest
+from lr_widget.find import find_lr
+from lr_widget.results.range_test import RangeTestResult
 from lr_widget.suggestions.length import (
     ASSUMED_TRAIN_STEPS,
     DIVISOR_AT_REFERENCE,
@@ -19,6 +19,7 @@ from lr_widget.suggestions.length import (
     REFERENCE_STEPS,
     divisor_for,
 )
+from lr_widget.suggestions.registry import DEFAULT_RULE, SCHEDULE_RULES, suggest
 from tests.helpers import assert_restored, capture, make_batches, make_classifier
 
 LRS = np.logspace(-6, 0, 61)

@@ -15,7 +15,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from lr_widget import find_lr
+from lr_widget.find import find_lr
 from tests.helpers import assert_restored, capture
 
 transformers = pytest.importorskip("transformers", reason="transformers is in the test extra")

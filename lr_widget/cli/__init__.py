@@ -51,35 +51,3 @@ Modules
 :mod:`.errors`
     The exit codes and :class:`CommandError`, shared by the others.
 """
-
-from __future__ import annotations
-
-from lr_widget.cli.errors import (
-    EXIT_INTERRUPTED,
-    EXIT_OK,
-    EXIT_SWEEP_ERROR,
-    EXIT_USAGE,
-    CommandError,
-)
-from lr_widget.cli.lab import default_notebook, lab_command
-from lr_widget.cli.main import build_parser, main
-from lr_widget.cli.report import Progress, format_progress, format_suggestions
-from lr_widget.cli.setup_loader import SweepSetup, load_setup_function, setup_from
-
-__all__ = [
-    "EXIT_INTERRUPTED",
-    "EXIT_OK",
-    "EXIT_SWEEP_ERROR",
-    "EXIT_USAGE",
-    "CommandError",
-    "Progress",
-    "SweepSetup",
-    "build_parser",
-    "default_notebook",
-    "format_progress",
-    "format_suggestions",
-    "lab_command",
-    "load_setup_function",
-    "main",
-    "setup_from",
-]

@@ -6,15 +6,6 @@ Every module of :mod:`lr_widget.cli` raises :class:`CommandError`; only
 
 from __future__ import annotations
 
-__all__ = [
-    "EXIT_INTERRUPTED",
-    "EXIT_OK",
-    "EXIT_SWEEP_ERROR",
-    "EXIT_USAGE",
-    "CommandError",
-    "describe_error",
-]
-
 EXIT_OK = 0
 EXIT_SWEEP_ERROR = 1
 EXIT_USAGE = 2

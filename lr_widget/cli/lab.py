@@ -28,19 +28,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-import lr_widget
 from lr_widget.cli.errors import EXIT_OK, EXIT_SWEEP_ERROR, CommandError
-
-__all__ = [
-    "LAB_DEFAULT_PORT",
-    "QUICKSTART",
-    "SHIPPED_NOTEBOOKS",
-    "default_notebook",
-    "lab_command",
-    "run_lab",
-    "shipped_notebook",
-    "user_copy",
-]
 
 QUICKSTART = "quickstart.ipynb"
 LAB_HOST = "127.0.0.1"
@@ -52,7 +40,7 @@ LAB_SHUTDOWN_TIMEOUT_S = 20.0
 
 def default_notebook() -> Path:
     """The quickstart notebook of the source checkout this package was imported from."""
-    return Path(lr_widget.__file__).resolve().parents[1] / "notebooks" / QUICKSTART
+    return Path(__file__).resolve().parents[2] / "notebooks" / QUICKSTART
 
 
 SHIPPED_NOTEBOOKS = "share/lr_widget/notebooks"

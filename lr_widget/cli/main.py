@@ -19,7 +19,6 @@ from pathlib import Path
 
 import torch
 
-import lr_widget
 from lr_widget.cli.errors import (
     EXIT_INTERRUPTED,
     EXIT_OK,
@@ -42,13 +41,13 @@ from lr_widget.cli.report import (
     write_output,
 )
 from lr_widget.cli.setup_loader import SweepSetup, load_setup_function, setup_from
-from lr_widget.engine import LRFinder
-from lr_widget.repeated import load_result
-from lr_widget.result import RangeTestResult, SweepResult
-from lr_widget.settings import SweepSettings
-from lr_widget.state import seed_everything
-
-__all__ = ["build_parser", "main"]
+from lr_widget.engine.state import seed_everything
+from lr_widget.engine.sweep import LRFinder
+from lr_widget.results.loading import load_result
+from lr_widget.results.protocol import SweepResult
+from lr_widget.results.range_test import RangeTestResult
+from lr_widget.results.settings import SweepSettings
+from lr_widget.version import __version__
 
 
 # -- entry point ------------------------------------------------------------------------------
@@ -288,7 +287,7 @@ def _command_lab(args: argparse.Namespace) -> int:
 
 
 def _command_version(args: argparse.Namespace) -> int:
-    print(f"lr_widget {lr_widget.__version__}")
+    print(f"lr_widget {__version__}")
     print(f"torch {torch.__version__}")
     print(f"python {platform.python_version()} ({sys.executable})")
     return EXIT_OK

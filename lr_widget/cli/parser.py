@@ -1,7 +1,7 @@
 """The ``lr-widget`` argument parser: every command, its options and their defaults.
 
-Sweep defaults come from :class:`~lr_widget.settings.SweepSettings`, the engine's own, so the
-command line and the engine cannot drift apart. ``args.command`` names the command;
+Sweep defaults come from :class:`~lr_widget.results.settings.SweepSettings`, the engine's own, so
+the command line and the engine cannot drift apart. ``args.command`` names the command;
 :mod:`lr_widget.cli.main` runs it.
 """
 
@@ -13,10 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from lr_widget.cli.lab import LAB_DEFAULT_PORT, QUICKSTART
-from lr_widget.schedules import MODES
-from lr_widget.settings import SweepSettings
-
-__all__ = ["DEFAULT_OUT_DIR", "RESULT_STEM", "build_parser"]
+from lr_widget.results.settings import MODES, SweepSettings
 
 DEFAULT_OUT_DIR = Path("lr_widget_out")
 RESULT_STEM = "range_test"

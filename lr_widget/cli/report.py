@@ -15,21 +15,11 @@ from pathlib import Path
 from typing import TextIO
 
 from lr_widget.cli.errors import CommandError
-from lr_widget.engine import StepEvent
-from lr_widget.plotting import save_picture
-from lr_widget.result import SweepResult
-from lr_widget.suggestions import CURVE_READ, DEFAULT_RULE, Suggestion
-
-__all__ = [
-    "Progress",
-    "draw_curve",
-    "format_progress",
-    "format_report",
-    "format_suggestions",
-    "make_folder",
-    "print_written",
-    "write_output",
-]
+from lr_widget.engine.recording import StepEvent
+from lr_widget.plotting.static import save_picture
+from lr_widget.results.protocol import SweepResult
+from lr_widget.suggestions.curve import Suggestion
+from lr_widget.suggestions.registry import CURVE_READ, DEFAULT_RULE
 
 
 # -- progress ---------------------------------------------------------------------------------
@@ -52,7 +42,7 @@ class Progress:
     Examples
     --------
     >>> import io
-    >>> from lr_widget.engine import StepEvent
+    >>> from lr_widget.engine.sweep import StepEvent
     >>> log = io.StringIO()
     >>> progress = Progress(log, interactive=False)
     >>> progress(StepEvent(0, 1, 1e-3, 0.5, 0.5, None, None, 0.2))
@@ -189,8 +179,8 @@ def require_plotting(option: str) -> None:
 
 
 def draw_curve(result: SweepResult, path: Path, title: str) -> Path:
-    """Write the picture of ``result`` (:meth:`~lr_widget.result.SweepResult.plot`): the curve
-    the suggestions read, every suggestion marked; the format follows the suffix."""
+    """Write the picture of ``result`` (:meth:`~lr_widget.results.protocol.SweepResult.plot`): the
+    curve the suggestions read, every suggestion marked; the format follows the suffix."""
     return save_picture(result, path, title=title)
 
 

@@ -21,8 +21,6 @@ from typing import Any
 
 from lr_widget.cli.errors import CommandError, describe_error
 
-__all__ = ["REQUIRED_SETUP_KEYS", "SETUP_KEYS", "SweepSetup", "load_setup_function", "setup_from"]
-
 REQUIRED_SETUP_KEYS = ("model", "loader")
 SETUP_KEYS = (*REQUIRED_SETUP_KEYS, "loss_fn", "optimizer", "val_loader")
 
@@ -34,7 +32,7 @@ class SweepSetup:
     Attributes
     ----------
     model, train_data, loss_fn, optimizer, val_data
-        Passed to :class:`~lr_widget.engine.LRFinder`, which checks them.
+        Passed to :class:`~lr_widget.engine.sweep.LRFinder`, which checks them.
     source
         Short name of where they came from (``"demo"``, ``"train:setup"``), for titles and errors.
     description

@@ -2,8 +2,8 @@
 
 Each rule is a pure function ``(lrs, losses) -> Suggestion`` (:mod:`.curve` for what they share,
 :mod:`.rules` for the rules themselves, :mod:`.registry` for the one registry, the default and
-the rule per target schedule). The results (:class:`~lr_widget.result.RangeTestResult`,
-:class:`~lr_widget.repeated.RepeatedRangeTest`) apply them to the lag-free curve
+the rule per target schedule). The results (:class:`~lr_widget.results.range_test.RangeTestResult`,
+:class:`~lr_widget.results.repeated.RepeatedRangeTest`) apply them to the lag-free curve
 (:data:`CURVE_READ`), computed from the raw losses; the functions here read whatever curve they
 are given.
 

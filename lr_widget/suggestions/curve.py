@@ -2,7 +2,7 @@
 
 A rule is a pure function ``(lrs, losses) -> Suggestion``. ``lrs`` is strictly increasing
 (usually exponentially spaced) and ``losses`` is the curve the rule reads: the result objects
-pass the lag-free curve (:func:`lr_widget.smoothing.lag_free`, NaN past the blow-up), and any
+pass the lag-free curve (:func:`lr_widget.curves.smoothing.lag_free`, NaN past the blow-up), and any
 smoothed curve works. Every rule first prepares the curve the same way (:func:`prepare`):
 
 1. Check that ``lrs`` and ``losses`` are 1-D, the same length, and that ``lrs`` is positive,
@@ -31,21 +31,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from lr_widget.axes import nearest_index
-
-__all__ = [
-    "FLAT_TOLERANCE",
-    "MIN_RELATIVE_DROP",
-    "MIN_USABLE_POINTS",
-    "TAIL_TRIM",
-    "Curve",
-    "Suggestion",
-    "answer_at",
-    "answer_near",
-    "log_slopes",
-    "no_answer",
-    "prepare",
-]
+from lr_widget.curves.axes import nearest_index
 
 FloatArray = NDArray[np.float64]
 

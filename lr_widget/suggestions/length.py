@@ -17,22 +17,9 @@ the committed selection, and ``benchmarks/RESULTS.md`` has the evidence and the 
 
 from __future__ import annotations
 
+from lr_widget.curves.arguments import require_int
 from lr_widget.suggestions.curve import Curve, Suggestion, answer_near
 from lr_widget.suggestions.rules import lowest_point
-from lr_widget.validation import require_int
-
-__all__ = [
-    "ASSUMED_TRAIN_STEPS",
-    "DIVISOR_AT_REFERENCE",
-    "LENGTH_EXPONENT",
-    "LENGTH_RULE",
-    "MAX_DIVISOR",
-    "REFERENCE_STEPS",
-    "check_train_steps",
-    "describe_length",
-    "divisor_for",
-    "for_length",
-]
 
 LENGTH_RULE = "for_length"
 """The rule's name (the default rule)."""

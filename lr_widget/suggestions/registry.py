@@ -16,23 +16,9 @@ from typing import TYPE_CHECKING, Any
 
 from numpy.typing import ArrayLike
 
-from lr_widget.smoothing import LAG_FREE_WIDTH
+from lr_widget.curves.smoothing import LAG_FREE_WIDTH
 from lr_widget.suggestions import length, rules
 from lr_widget.suggestions.curve import Curve, Suggestion, no_answer, prepare
-
-__all__ = [
-    "CURVE_READ",
-    "DEFAULT_RULE",
-    "REGISTRY",
-    "RULES",
-    "SCHEDULES",
-    "SCHEDULE_RULES",
-    "Rule",
-    "SuggestionSource",
-    "rule_for_schedule",
-    "suggest",
-    "suggest_all",
-]
 
 CURVE_READ = (
     f"the lag-free curve (robust local linear fit in log LR, {LAG_FREE_WIDTH:g} decades wide, "

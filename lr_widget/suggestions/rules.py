@@ -23,20 +23,6 @@ from lr_widget.suggestions.curve import (
     no_answer,
 )
 
-__all__ = [
-    "SLIDE_TOLERANCE",
-    "SLIDE_WINDOW",
-    "consensus",
-    "geometric_mean_of",
-    "longest_decreasing_subsequence",
-    "lowest_point",
-    "minimum",
-    "minimum_over",
-    "slide",
-    "steep",
-    "valley",
-]
-
 SLIDE_WINDOW = 15
 """Width, in points, of the slide rule's window (fastai's ``lr_diff``)."""
 SLIDE_TOLERANCE = 0.1

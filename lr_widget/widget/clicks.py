@@ -20,11 +20,9 @@ import ipywidgets
 import numpy as np
 from numpy.typing import NDArray
 
-from lr_widget.axes import thin_indices
-from lr_widget.style import LOSS_COLOR
+from lr_widget.curves.axes import thin_indices
+from lr_widget.plotting.style import LOSS_COLOR
 from lr_widget.widget._bqplot import bqplot
-
-__all__ = ["POINT_TOOLTIP", "TOOLTIP_CLASS", "TRANSPARENT_PNG", "ClickLayer"]
 
 FloatArray = NDArray[np.float64]
 
@@ -119,7 +117,7 @@ class ClickLayer:
 
     def draw_points(self, lrs: FloatArray, curve: FloatArray) -> None:
         """One hover point per recorded LR where the shown curve is finite (at most
-        :data:`~lr_widget.axes.MAX_DRAWN_POINTS`, evenly spread)."""
+        :data:`~lr_widget.curves.axes.MAX_DRAWN_POINTS`, evenly spread)."""
         finite = np.flatnonzero(np.isfinite(curve) & np.isfinite(lrs) & (lrs > 0))
         shown = finite[thin_indices(finite.size)]  # a long sweep: every k-th point hovers
         point_lrs = lrs[shown]

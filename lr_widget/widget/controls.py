@@ -17,26 +17,14 @@ from typing import Any
 
 import ipywidgets
 
-from lr_widget.curvature import CurvatureEstimate
-from lr_widget.engine import StepEvent
-from lr_widget.repeats import RepeatStepEvent
-from lr_widget.settings import SweepSettings
-from lr_widget.spread import Bump, SuggestionSpread
-from lr_widget.suggestions import DEFAULT_RULE, Suggestion
+from lr_widget.engine.recording import StepEvent
+from lr_widget.engine.repeated_sweep import RepeatStepEvent
+from lr_widget.results.curvature import CurvatureEstimate
+from lr_widget.results.settings import SweepSettings
+from lr_widget.results.spread import Bump, SuggestionSpread
+from lr_widget.suggestions.curve import Suggestion
 from lr_widget.suggestions.length import ASSUMED_TRAIN_STEPS
-
-__all__ = [
-    "CONFIRM_BUTTON",
-    "CURVATURE_CLASS",
-    "ERROR_COLOR",
-    "RANGE_BUTTON",
-    "RANGE_CLASS",
-    "SPREAD_CLASS",
-    "STATUS_CLASS",
-    "Controls",
-    "format_range",
-    "format_seconds",
-]
+from lr_widget.suggestions.registry import DEFAULT_RULE
 
 STATUS_CLASS = "lr-widget-status"
 SPREAD_CLASS = "lr-widget-spread"

@@ -7,10 +7,8 @@ from dataclasses import dataclass, replace
 import numpy as np
 from numpy.typing import NDArray
 
-from lr_widget.result import RangeTestResult
-from lr_widget.smoothing import DebiasedEMA, debiased_ema
-
-__all__ = ["Curves", "LiveCurves", "fit_where_defined"]
+from lr_widget.curves.smoothing import DebiasedEMA, debiased_ema
+from lr_widget.results.range_test import RangeTestResult
 
 FloatArray = NDArray[np.float64]
 
@@ -36,7 +34,8 @@ class Curves:
     @classmethod
     def of(cls, result: RangeTestResult, beta: float, *, fitted: bool = False) -> Curves:
         """Snapshot ``result`` smoothed with ``beta``; ``fitted`` adds its lag-free fit
-        (:attr:`~lr_widget.result.RangeTestResult.lag_free_curve`: for a run that has ended).
+        (:attr:`~lr_widget.results.range_test.RangeTestResult.lag_free_curve`: for a run that has
+        ended).
 
         Safe to call from another thread while the engine appends: it reads the common prefix.
         """

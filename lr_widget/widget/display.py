@@ -14,20 +14,19 @@ from collections.abc import Mapping
 import numpy as np
 from numpy.typing import NDArray
 
-from lr_widget.axes import nearest_index
-from lr_widget.confirm import Confirmation
-from lr_widget.curvature import CurvatureEstimate
-from lr_widget.engine import StepEvent
-from lr_widget.repeated import RepeatedRangeTest
-from lr_widget.result import RangeTestResult, StopReason, SweepResult
-from lr_widget.spread import NoiseBand
+from lr_widget.curves.axes import nearest_index
+from lr_widget.engine.recording import StepEvent
+from lr_widget.results.confirmation import Confirmation
+from lr_widget.results.curvature import CurvatureEstimate
+from lr_widget.results.protocol import SweepResult
+from lr_widget.results.range_test import RangeTestResult, StopReason
+from lr_widget.results.repeated import RepeatedRangeTest
+from lr_widget.results.spread import NoiseBand
 from lr_widget.widget.controls import Controls, format_seconds
 from lr_widget.widget.curves import Curves, LiveCurves
 from lr_widget.widget.plot import LossPlot
 from lr_widget.widget.session import Shown, SweepSession
 from lr_widget.widget.support import x_range
-
-__all__ = ["SweepDisplay", "done_text", "status_of"]
 
 FloatArray = NDArray[np.float64]
 

@@ -12,14 +12,12 @@ import contextlib
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from lr_widget.confirm import Confirmation
-from lr_widget.curvature import CurvatureEstimate
+from lr_widget.results.confirmation import Confirmation
+from lr_widget.results.curvature import CurvatureEstimate
 from lr_widget.widget.display import SweepDisplay
 from lr_widget.widget.selection import Selection
 from lr_widget.widget.session import SweepSession
 from lr_widget.widget.targets import LRTargets
-
-__all__ = ["BrowserEvents", "WidgetActions"]
 
 
 class WidgetActions(Protocol):

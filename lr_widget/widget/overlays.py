@@ -20,25 +20,18 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from lr_widget.axes import YRange, envelope_indices, nan_for_inf, robust_y_range, union_of_ranges
-from lr_widget.curvature import CurvatureEstimate
-from lr_widget.spread import Bump, NoiseBand, SuggestionSpread
-from lr_widget.style import BAND_OPACITY, BUMP_COLOR, CURVATURE_COLOR, RANGE_COLOR
-from lr_widget.suggestions import Suggestion
+from lr_widget.curves.axes import (
+    YRange,
+    envelope_indices,
+    nan_for_inf,
+    robust_y_range,
+    union_of_ranges,
+)
+from lr_widget.plotting.style import BAND_OPACITY, BUMP_COLOR, CURVATURE_COLOR, RANGE_COLOR
+from lr_widget.results.curvature import CurvatureEstimate
+from lr_widget.results.spread import Bump, NoiseBand, SuggestionSpread
+from lr_widget.suggestions.curve import Suggestion
 from lr_widget.widget._bqplot import bqplot
-
-__all__ = [
-    "BUMP_TEXT",
-    "KEPT_PALETTE",
-    "CurvatureMarks",
-    "KeptOverlays",
-    "NoiseBandMarks",
-    "RangeMarks",
-    "SpreadBars",
-    "band_y_range",
-    "finite_band",
-    "set_line",
-]
 
 FloatArray = NDArray[np.float64]
 
@@ -98,7 +91,7 @@ def _fill(scales: dict[str, Any], color: str, opacity: float) -> Any:
 
 def set_line(line: Any, x: ArrayLike, y: ArrayLike) -> None:
     """Draw ``(x, y)`` on a ``Lines`` mark in one message: non-finite values as gaps, and at
-    most about :data:`~lr_widget.axes.MAX_DRAWN_POINTS` points (the curve's envelope)."""
+    most about :data:`~lr_widget.curves.axes.MAX_DRAWN_POINTS` points (the curve's envelope)."""
     xs, ys = np.asarray(x, dtype=np.float64), nan_for_inf(y)
     keep = envelope_indices(ys)
     with line.hold_sync():
@@ -117,8 +110,8 @@ def _set_band(mark: Any, lrs: FloatArray, low: FloatArray, high: FloatArray) -> 
 class NoiseBandMarks:
     """The spread of repeated runs: the shaded band, its median, and each real rise marked.
 
-    A rise of the median counts as real when :attr:`lr_widget.spread.Bump.significant` says so
-    (the band at its peak lies wholly above the band at its foot): it gets a triangle at the peak
+    A rise of the median counts as real when :attr:`lr_widget.results.spread.Bump.significant` says
+    so (the band at its peak lies wholly above the band at its foot): it gets a triangle at the peak
     labelled :data:`BUMP_TEXT`. A rise inside the band is noise and gets nothing.
     """
 

@@ -6,8 +6,9 @@ the sweep thread owns the curve lines, the noise band, the hover points and the 
 (:meth:`LossPlot.draw_curves`, :meth:`LossPlot.draw_band`); the main thread owns the x range,
 suggestion markers and spread bars, selection marks, kept results, the curvature line, the LR
 range and the click overlay. The overlays themselves are in :mod:`.overlays`, the click overlay
-and the hover points in :mod:`.clicks`; colours come from :mod:`lr_widget.style`, ticks and y
-ranges from :mod:`lr_widget.axes`, as for :meth:`lr_widget.result.SweepResult.plot`.
+and the hover points in :mod:`.clicks`; colours come from :mod:`lr_widget.plotting.style`, ticks and
+y ranges from :mod:`lr_widget.curves.axes`, as for
+:meth:`lr_widget.results.protocol.SweepResult.plot`.
 """
 
 from __future__ import annotations
@@ -21,10 +22,8 @@ import ipywidgets
 import numpy as np
 from numpy.typing import NDArray
 
-from lr_widget.axes import YRange, decade_ticks, robust_y_range, union_of_ranges
-from lr_widget.curvature import CurvatureEstimate
-from lr_widget.spread import Bump, NoiseBand, SuggestionSpread
-from lr_widget.style import (
+from lr_widget.curves.axes import YRange, decade_ticks, robust_y_range, union_of_ranges
+from lr_widget.plotting.style import (
     BAND_COLOR,
     EMA_OPACITY,
     FIT_LABEL,
@@ -35,7 +34,10 @@ from lr_widget.style import (
     VAL_COLOR,
     rule_style,
 )
-from lr_widget.suggestions import RULES, Suggestion
+from lr_widget.results.curvature import CurvatureEstimate
+from lr_widget.results.spread import Bump, NoiseBand, SuggestionSpread
+from lr_widget.suggestions.curve import Suggestion
+from lr_widget.suggestions.registry import RULES
 from lr_widget.widget._bqplot import bqplot
 from lr_widget.widget.clicks import ClickLayer
 from lr_widget.widget.curves import Curves
@@ -47,8 +49,6 @@ from lr_widget.widget.overlays import (
     SpreadBars,
     set_line,
 )
-
-__all__ = ["LR_RANGE_CLASS", "LossPlot"]
 
 FloatArray = NDArray[np.float64]
 

@@ -1,4 +1,5 @@
-"""Confirming an LR from the widget: :func:`~lr_widget.confirm.confirm_lr` in a background thread.
+"""Confirming an LR from the widget: :func:`~lr_widget.diagnostics.confirm.confirm_lr` in a
+background thread.
 
 The probes train the model, as a sweep does, so they run in a thread of their own (the cell and
 the buttons stay free) and never beside a sweep: the session refuses to start one while the
@@ -10,11 +11,9 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 
-from lr_widget.confirm import Confirmation
-from lr_widget.torch_threads import adopt_torch_threads
+from lr_widget.engine.threads import adopt_torch_threads
+from lr_widget.results.confirmation import Confirmation
 from lr_widget.widget.runner import MainThreadQueue
-
-__all__ = ["ConfirmDone", "ProbeJob"]
 
 ConfirmDone = Callable[[Confirmation | None, BaseException | None], None]
 """Called in the main thread with the confirmation, or ``None`` and the error that ended it."""

@@ -23,17 +23,8 @@ from collections.abc import Callable
 from time import monotonic
 from typing import Any
 
-from lr_widget.engine import StepCallback, StepEvent
-from lr_widget.torch_threads import adopt_torch_threads
-
-__all__ = [
-    "IDLE_EXIT_S",
-    "SWEEP_THREADS",
-    "MainThreadQueue",
-    "SweepFn",
-    "SweepRunner",
-    "SweepThreads",
-]
+from lr_widget.engine.recording import StepCallback, StepEvent
+from lr_widget.engine.threads import adopt_torch_threads
 
 IDLE_EXIT_S = 30.0
 """Seconds an idle sweep thread waits for another sweep before it ends."""
@@ -180,8 +171,8 @@ class SweepRunner:
         ``sweep(callback, stop_event)`` runs the sweep to its end (``LRFinder.run``).
     on_start, on_progress, on_finish
         Hooks called **in the sweep thread**: before the sweep; with the latest
-        :class:`~lr_widget.engine.StepEvent` at most every ``interval_s`` seconds and once more
-        at the end, whatever the end (``None`` if no step ran); and last of all with the
+        :class:`~lr_widget.engine.recording.StepEvent` at most every ``interval_s`` seconds and once
+        more at the end, whatever the end (``None`` if no step ran); and last of all with the
         exception that ended the sweep, or ``None``. They must only touch what the sweep thread
         owns.
     interval_s

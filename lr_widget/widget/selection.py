@@ -16,10 +16,8 @@ import numpy as np
 import traitlets
 from numpy.typing import NDArray
 
-from lr_widget.axes import nearest_index, snap_range
-from lr_widget.validation import require_lr
-
-__all__ = ["LRRangeTrait", "LRTrait", "Selection"]
+from lr_widget.curves.arguments import require_lr
+from lr_widget.curves.axes import nearest_index, snap_range
 
 FloatArray = NDArray[np.float64]
 

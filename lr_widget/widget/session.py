@@ -1,11 +1,11 @@
 """The widget's state and engine, without any widget: a sweep session.
 
-A :class:`SweepSession` owns the engine (an :class:`~lr_widget.engine.LRFinder`, or with
-``repeats`` a :class:`~lr_widget.repeats.RepeatedSweep`) or a loaded result, runs sweeps in a
-background thread (:class:`~.runner.SweepRunner`), holds the kept results
-(:class:`~lr_widget.compare.Comparison`) and the curvature estimate, and derives what is shown:
-the result re-smoothed with the current ``beta`` (a new object: results are never changed) and its
-suggestions, spreads and real bumps, computed once per shown result. It tells a
+A :class:`SweepSession` owns the engine (an :class:`~lr_widget.engine.sweep.LRFinder`, or with
+``repeats`` a :class:`~lr_widget.engine.repeated_sweep.RepeatedSweep`) or a loaded result, runs
+sweeps in a background thread (:class:`~.runner.SweepRunner`), holds the kept results
+(:class:`~lr_widget.results.compare.Comparison`) and the curvature estimate, and derives what is
+shown: the result re-smoothed with the current ``beta`` (a new object: results are never changed)
+and its suggestions, spreads and real bumps, computed once per shown result. It tells a
 :class:`SweepView` what happens, from the thread it happens in, and never imports a widget
 library, so everything here is testable without a browser or a widget.
 
@@ -25,22 +25,24 @@ from typing import Any, Protocol
 import numpy as np
 from numpy.typing import NDArray
 
-from lr_widget.compare import Comparison
-from lr_widget.confirm import Confirmation, check_confirm_options, confirm_lr
-from lr_widget.curvature import CurvatureEstimate, estimate_curvature
-from lr_widget.engine import LRFinder, StepCallback, StepEvent
-from lr_widget.repeated import RepeatedRangeTest
-from lr_widget.repeats import RepeatedSweep
-from lr_widget.result import RangeTestResult, SweepResult
-from lr_widget.settings import SweepSettings
-from lr_widget.spread import Bump, SuggestionSpread
-from lr_widget.suggestions import Suggestion
-from lr_widget.validation import require_lr
+from lr_widget.curves.arguments import require_lr
+from lr_widget.diagnostics.confirm import confirm_with
+from lr_widget.diagnostics.curvature import estimate_curvature
+from lr_widget.engine.recording import StepCallback, StepEvent
+from lr_widget.engine.repeated_sweep import RepeatedSweep
+from lr_widget.engine.sweep import LRFinder
+from lr_widget.results.compare import Comparison
+from lr_widget.results.confirmation import Confirmation, check_confirm_options
+from lr_widget.results.curvature import CurvatureEstimate
+from lr_widget.results.protocol import SweepResult
+from lr_widget.results.range_test import RangeTestResult
+from lr_widget.results.repeated import RepeatedRangeTest
+from lr_widget.results.settings import SweepSettings
+from lr_widget.results.spread import Bump, SuggestionSpread
+from lr_widget.suggestions.curve import Suggestion
 from lr_widget.widget.curves import fit_where_defined
 from lr_widget.widget.probes import ConfirmDone, ProbeJob
 from lr_widget.widget.runner import MainThreadQueue, SweepRunner
-
-__all__ = ["Shown", "SweepSession", "SweepView"]
 
 FloatArray = NDArray[np.float64]
 
@@ -288,7 +290,7 @@ class SweepSession:
 
     def confirm(self, lr: float, on_done: ConfirmDone, **options: Any) -> bool:
         """Train short probes around ``lr`` in a background thread
-        (:func:`~lr_widget.confirm.confirm_lr` with ``options``), keep the outcome in
+        (:func:`~lr_widget.diagnostics.confirm.confirm_with` with ``options``), keep the outcome in
         :attr:`confirmation` and pass it to ``on_done`` in the main thread; ``False`` while a
         sweep or other probes run. ``RuntimeError`` without a model."""
         self.main.run_pending()
@@ -299,13 +301,9 @@ class SweepSession:
         if self._sweeping or self._probes.running:
             return False
         finder = self.finder
-        loss_fn, step_fn = self._curvature_inputs
 
         def work() -> Confirmation:
-            return confirm_lr(
-                finder.model, finder.train_data, lr, loss_fn, finder.optimizer,
-                step_fn=step_fn, **options,
-            )  # fmt: skip
+            return confirm_with(finder, lr, **options)
 
         def done(confirmation: Confirmation | None, error: BaseException | None) -> None:
             self.confirmation = confirmation

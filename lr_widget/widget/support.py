@@ -18,27 +18,14 @@ from typing import Any
 import ipywidgets
 import torch
 
-from lr_widget.batches import LossFn
-from lr_widget.compare import Comparison
-from lr_widget.curvature import estimate_curvature
-from lr_widget.engine import LRFinder
-from lr_widget.repeated import load_result
-from lr_widget.repeats import RepeatedSweep
-from lr_widget.result import SweepResult
-from lr_widget.settings import SweepSettings
-
-__all__ = [
-    "CURVATURE_OPTIONS",
-    "check_curvature_option",
-    "check_widget_options",
-    "comparison_of",
-    "default_labels",
-    "make_engine",
-    "optimizer_note",
-    "read_result",
-    "widget_tree",
-    "x_range",
-]
+from lr_widget.diagnostics.curvature import estimate_curvature
+from lr_widget.engine.batches import LossFn
+from lr_widget.engine.repeated_sweep import RepeatedSweep
+from lr_widget.engine.sweep import LRFinder
+from lr_widget.results.compare import Comparison
+from lr_widget.results.loading import load_result
+from lr_widget.results.protocol import SweepResult
+from lr_widget.results.settings import SweepSettings
 
 # The estimate_curvature options a widget's ``curvature={...}`` may set (the widget passes the
 # model, data, loss, optimizer and step_fn itself).

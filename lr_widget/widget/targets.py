@@ -12,9 +12,7 @@ from collections.abc import Callable
 
 import torch
 
-from lr_widget.schedules import apply_lr, group_lr_ratios
-
-__all__ = ["LRTargets", "assign_in_notebook"]
+from lr_widget.engine.schedules import apply_lr, group_lr_ratios
 
 
 def assign_in_notebook(name: str, value: float) -> None:

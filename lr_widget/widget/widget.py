@@ -20,14 +20,15 @@ import ipywidgets
 import torch
 import traitlets
 
-from lr_widget.batches import LossFn
-from lr_widget.compare import Comparison
-from lr_widget.confirm import CONFIRM_RULE, Confirmation
-from lr_widget.curvature import CurvatureEstimate
-from lr_widget.result import SweepResult
-from lr_widget.spread import SuggestionSpread
-from lr_widget.suggestions import DEFAULT_RULE, RULES, Suggestion
+from lr_widget.engine.batches import LossFn
+from lr_widget.results.compare import Comparison
+from lr_widget.results.confirmation import CONFIRM_RULE, Confirmation
+from lr_widget.results.curvature import CurvatureEstimate
+from lr_widget.results.protocol import SweepResult
+from lr_widget.results.spread import SuggestionSpread
+from lr_widget.suggestions.curve import Suggestion
 from lr_widget.suggestions.length import check_train_steps
+from lr_widget.suggestions.registry import DEFAULT_RULE, RULES
 from lr_widget.widget.controls import Controls
 from lr_widget.widget.display import SweepDisplay
 from lr_widget.widget.events import BrowserEvents
@@ -45,8 +46,6 @@ from lr_widget.widget.support import (
     x_range,
 )
 from lr_widget.widget.targets import LRTargets
-
-__all__ = ["CLOSE_WAIT_S", "ROOT_CLASS", "LRWidget"]
 
 ROOT_CLASS = "lr-widget"
 CLOSE_WAIT_S = 5.0
@@ -73,8 +72,8 @@ class LRWidget(ipywidgets.VBox):
     result
         A result to show before any sweep (:meth:`from_result` uses it, without a model).
     repeats, seed
-        Sweep ``repeats`` times (:class:`~lr_widget.repeats.RepeatedSweep`, run ``i`` seeded
-        ``seed + i``; give a shuffling DataLoader): the median curve in the band of the runs,
+        Sweep ``repeats`` times (:class:`~lr_widget.engine.repeated_sweep.RepeatedSweep`, run ``i``
+        seeded ``seed + i``; give a shuffling DataLoader): the median curve in the band of the runs,
         :attr:`result` a :class:`~lr_widget.RepeatedRangeTest`, robust picks, "real rise" marks.
     curvature
         ``True`` or a dict of :func:`~lr_widget.estimate_curvature` options: estimate the
@@ -382,10 +381,10 @@ class LRWidget(ipywidgets.VBox):
     def confirm(self, lr: float | None = None, **options: Any) -> bool:
         """Confirm ``lr`` (default: the selected LR, else the ``minimum`` rule's) by training:
         short probes at 1/3, 1 and 3 times it from the same weights, each restored after
-        (:func:`~lr_widget.confirm.confirm_lr` with ``options``), in a background thread, as the
-        Confirm button does. When they end, :attr:`confirmation` holds the outcome, the status
-        line says it, and a decisive winner becomes :attr:`lr`. ``False`` while a sweep or
-        probes run; ``RuntimeError`` without a model, ``ValueError`` without an LR to confirm."""
+        (:func:`~lr_widget.diagnostics.confirm.confirm_lr` with ``options``), in a background
+        thread, as the Confirm button does. When they end, :attr:`confirmation` holds the outcome,
+        the status line says it, and a decisive winner becomes :attr:`lr`. ``False`` while a sweep
+        or probes run; ``RuntimeError`` without a model, ``ValueError`` without an LR to confirm."""
         self.session.main.run_pending()
         if lr is None:
             lr = self.lr if self.lr is not None else self.session.suggested_lr(CONFIRM_RULE)

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from lr_widget.suggestions import DEFAULT_RULE
+from lr_widget.suggestions.registry import DEFAULT_RULE
 from lr_widget.widget.controls import RANGE_BUTTON, SPREAD_CLASS, STATUS_CLASS
 from lr_widget.widget.overlays import KEPT_PALETTE
 from lr_widget.widget.plot import LR_RANGE_CLASS

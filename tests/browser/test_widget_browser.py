@@ -24,9 +24,9 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from lr_widget.axes import MAX_DRAWN_POINTS
-from lr_widget.style import FIT_LABEL
-from lr_widget.suggestions import DEFAULT_RULE
+from lr_widget.curves.axes import MAX_DRAWN_POINTS
+from lr_widget.plotting.style import FIT_LABEL
+from lr_widget.suggestions.registry import DEFAULT_RULE
 from lr_widget.widget.clicks import TOOLTIP_CLASS
 from lr_widget.widget.controls import STATUS_CLASS
 from lr_widget.widget.widget import ROOT_CLASS

@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from lr_widget import RangeTestResult
-from lr_widget.curvature import CurvatureEstimate, estimate_curvature
+from lr_widget.diagnostics.curvature import estimate_curvature
+from lr_widget.results.curvature import CurvatureEstimate
+from lr_widget.results.range_test import RangeTestResult
 from lr_widget.widget import LRWidget
 from tests.helpers import assert_restored, capture, warm_optimizer
 

@@ -8,11 +8,11 @@ from typing import Any
 import numpy as np
 import pytest
 
-from lr_widget import RangeTestResult, StopReason
-from lr_widget.axes import MAX_DRAWN_POINTS, decade_ticks, robust_y_range
-from lr_widget.smoothing import debiased_ema
-from lr_widget.style import EMA_OPACITY
-from lr_widget.suggestions import DEFAULT_RULE
+from lr_widget.curves.axes import MAX_DRAWN_POINTS, decade_ticks, robust_y_range
+from lr_widget.curves.smoothing import debiased_ema
+from lr_widget.plotting.style import EMA_OPACITY
+from lr_widget.results.range_test import RangeTestResult, StopReason
+from lr_widget.suggestions.registry import DEFAULT_RULE
 from lr_widget.widget import LRWidget, runner
 from lr_widget.widget.clicks import TOOLTIP_CLASS, TRANSPARENT_PNG
 

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from lr_widget.confirm import CONFIRM_RULE
-from lr_widget.style import FIT_LABEL
-from lr_widget.suggestions import CURVE_READ, DEFAULT_RULE
+from lr_widget.plotting.style import FIT_LABEL
+from lr_widget.results.confirmation import CONFIRM_RULE
+from lr_widget.suggestions.registry import CURVE_READ, DEFAULT_RULE
 from lr_widget.widget.controls import CONFIRM_BUTTON
 
 from .frontend import drawn

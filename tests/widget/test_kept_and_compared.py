@@ -7,8 +7,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lr_widget import Comparison, RangeTestResult, RepeatedRangeTest
-from lr_widget.smoothing import debiased_ema
+from lr_widget.curves.smoothing import debiased_ema
+from lr_widget.results.compare import Comparison
+from lr_widget.results.range_test import RangeTestResult
+from lr_widget.results.repeated import RepeatedRangeTest
 from lr_widget.widget import LRWidget
 from lr_widget.widget.overlays import KEPT_PALETTE
 

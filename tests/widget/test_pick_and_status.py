@@ -7,8 +7,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from lr_widget import RangeTestResult
-from lr_widget.suggestions import DEFAULT_RULE
+from lr_widget.results.range_test import RangeTestResult
+from lr_widget.suggestions.registry import DEFAULT_RULE
 from lr_widget.widget import LRWidget
 
 from .frontend import click_plot

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import traitlets
 
-from lr_widget import RangeTestResult
+from lr_widget.results.range_test import RangeTestResult
 from lr_widget.widget import LRWidget
 from lr_widget.widget.controls import RANGE_BUTTON
 

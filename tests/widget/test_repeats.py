@@ -10,8 +10,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from lr_widget import RangeTestResult, RepeatedRangeTest, StopReason
-from lr_widget.suggestions import DEFAULT_RULE
+from lr_widget.results.range_test import RangeTestResult, StopReason
+from lr_widget.results.repeated import RepeatedRangeTest
+from lr_widget.suggestions.registry import DEFAULT_RULE
 from lr_widget.widget import LRWidget
 from lr_widget.widget.overlays import BUMP_TEXT
 from tests.helpers import assert_restored, capture, warm_optimizer

@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lr_widget import RangeTestResult
-from lr_widget.smoothing import debiased_ema
+from lr_widget.curves.smoothing import debiased_ema
+from lr_widget.results.range_test import RangeTestResult
 from lr_widget.widget import LRWidget
 
 from .frontend import click, click_plot, drawn, move

@@ -11,8 +11,8 @@ import pytest
 import torch
 import traitlets
 
-from lr_widget import RangeTestResult
-from lr_widget.smoothing import debiased_ema
+from lr_widget.curves.smoothing import debiased_ema
+from lr_widget.results.range_test import RangeTestResult
 from lr_widget.widget import LRWidget
 
 from .frontend import click, click_plot, click_point, drawn, main_curve

@@ -11,8 +11,9 @@ import pytest
 import torch
 import traitlets
 
-from lr_widget import LRFinder, RangeTestResult
-from lr_widget.confirm import Confirmation
+from lr_widget.engine.sweep import LRFinder
+from lr_widget.results.confirmation import Confirmation
+from lr_widget.results.range_test import RangeTestResult
 from lr_widget.widget import runner
 from lr_widget.widget.probes import ProbeJob
 from lr_widget.widget.runner import MainThreadQueue

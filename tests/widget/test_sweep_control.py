@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from lr_widget import StopReason
+from lr_widget.results.range_test import StopReason
 from lr_widget.widget.controls import ERROR_COLOR
 from tests.helpers import assert_restored, capture, warm_optimizer
 

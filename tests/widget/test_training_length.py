@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from lr_widget.suggestions import DEFAULT_RULE
 from lr_widget.suggestions.length import ASSUMED_TRAIN_STEPS, divisor_for
+from lr_widget.suggestions.registry import DEFAULT_RULE
 
 from .frontend import click, drawn, move
 from .scripted import ScriptedStep, Setup, valley_curve

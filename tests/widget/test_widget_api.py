@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 
 import lr_widget
-from lr_widget import RangeTestResult
-from lr_widget.suggestions import RULES
+from lr_widget.results.range_test import RangeTestResult
+from lr_widget.suggestions.registry import RULES
 from lr_widget.widget import LRWidget
 from lr_widget.widget.clicks import TOOLTIP_CLASS
 from lr_widget.widget.controls import STATUS_CLASS
