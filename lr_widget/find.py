@@ -22,7 +22,8 @@ from lr_widget.engine.batches import LossFn
 from lr_widget.engine.distributed import is_main_process
 from lr_widget.engine.inputs import check_callback, check_save_to, check_stop_event
 from lr_widget.engine.recording import StepCallback
-from lr_widget.engine.repeated_sweep import RepeatCallback, RepeatedSweep
+from lr_widget.engine.repeated_sweep import RepeatCallback
+from lr_widget.engine.runner import RangeTestRunner, make_runner
 from lr_widget.engine.sweep import LRFinder
 from lr_widget.results.confirmation import CONFIRM_RULE, check_confirm_options
 from lr_widget.results.protocol import SweepResult
@@ -181,22 +182,12 @@ def find_lr(
         "num_steps": num_steps,
         "mode": mode,
     }
-    result: SweepResult
-    if repeats is None:
-        if "seed" in options:
-            raise TypeError("seed= seeds repeated runs; pass repeats=k with it")
-        finder = LRFinder(model, train_data, loss_fn, optimizer, **sweep, **options)
-        result = finder.run(callback=callback, stop_event=stop_event)
-    else:
-        repeated = RepeatedSweep(
-            model, train_data, loss_fn, optimizer, repeats=repeats, **sweep, **options
-        )
-        result = repeated.run(callback, stop_event)
-        finder = repeated.finder
-    centre = result.suggest(CONFIRM_RULE).lr if confirm_options is not None else None
-    if confirm_options is not None and centre is not None:
-        confirmation = confirm_with(finder, centre, **confirm_options)
-        result.metadata["confirmation"] = confirmation.to_dict()
+    runner: RangeTestRunner = make_runner(
+        model, train_data, loss_fn, optimizer, repeats=repeats, **sweep, **options
+    )
+    result = runner.run(callback, stop_event)
+    if confirm_options is not None:
+        confirm_result(result, runner.finder, confirm_options)
     if save_path is not None and is_main_process():
         try:
             result.save(save_path)
@@ -209,6 +200,15 @@ def find_lr(
             )
     assert isinstance(result, (RangeTestResult, RepeatedRangeTest))
     return result
+
+
+def confirm_result(result: SweepResult, finder: LRFinder, options: Mapping[str, Any]) -> None:
+    """Probe around ``result``'s :data:`~lr_widget.results.confirmation.CONFIRM_RULE` LR with
+    ``finder``'s model, data and step path, and keep the verdict in ``result``; nothing is probed
+    when that rule has no answer. ``find_lr(confirm=...)`` and ``lr-widget --confirm`` use it."""
+    centre = result.suggest(CONFIRM_RULE).lr
+    if centre is not None:
+        result.metadata["confirmation"] = confirm_with(finder, centre, **options).to_dict()
 
 
 def _confirm_options(confirm: bool | Mapping[str, Any]) -> dict[str, Any] | None:

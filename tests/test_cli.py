@@ -24,6 +24,8 @@ from lr_widget.cli.main import main
 from lr_widget.cli.report import Progress, format_suggestions
 from lr_widget.engine.recording import StepEvent
 from lr_widget.engine.sweep import LRFinder
+from lr_widget.results.confirmation import CONFIRM_RULE
+from lr_widget.results.loading import load_result
 from lr_widget.results.range_test import RangeTestResult
 from lr_widget.results.repeated import RepeatedRangeTest
 from lr_widget.suggestions.registry import DEFAULT_RULE, RULES
@@ -507,6 +509,37 @@ def test_demo_takes_the_training_length_into_its_result(
     assert "700 training steps" in out
     saved = RangeTestResult.load(tmp_path / "range_test.json")
     assert saved.train_steps == 700
+
+
+def test_demo_repeats_runs_seeded_sweeps_and_saves_the_repeated_result(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = run_cli(
+        capsys, "demo", "--num-steps", "30", "--repeats", "3", "--seed", "5", "--out", tmp_path
+    )
+    assert code == EXIT_OK, err
+    saved = load_result(tmp_path / "range_test.json")
+    assert isinstance(saved, RepeatedRangeTest)
+    assert saved.seeds == [5, 6, 7]
+    assert "3 runs from lr 1.00e-07" in out
+    assert format_suggestions(saved) in out
+    assert "run 1/3  step 3/30" in err  # progress names the run
+    assert "run 3/3  step" in err
+
+
+def test_demo_confirm_probes_around_the_minimum_rule_and_keeps_the_verdict(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = run_cli(
+        capsys, "demo", "--num-steps", "40", "--quiet", "--confirm", "--out", tmp_path
+    )
+    assert code == EXIT_OK, err
+    saved = RangeTestResult.load(tmp_path / "range_test.json")
+    confirmation = saved.confirmation
+    assert confirmation is not None
+    assert confirmation.suggested_lr == pytest.approx(saved.suggest(CONFIRM_RULE).lr)
+    assert len(confirmation.probes) == 3
+    assert f"confirmation: {confirmation.reason}" in out
 
 
 def test_show_reads_a_repeated_result_and_draws_its_band(

@@ -41,11 +41,11 @@ from lr_widget.cli.report import (
     write_output,
 )
 from lr_widget.cli.setup_loader import SweepSetup, load_setup_function, setup_from
+from lr_widget.engine.runner import RangeTestRunner, make_runner
 from lr_widget.engine.state import seed_everything
-from lr_widget.engine.sweep import LRFinder
+from lr_widget.find import confirm_result
 from lr_widget.results.loading import load_result
 from lr_widget.results.protocol import SweepResult
-from lr_widget.results.range_test import RangeTestResult
 from lr_widget.results.settings import SweepSettings
 from lr_widget.version import __version__
 
@@ -148,11 +148,11 @@ def _command_run(args: argparse.Namespace) -> int:
 
 
 def _sweep_and_report(setup: SweepSetup, args: argparse.Namespace) -> int:
-    finder = _build_finder(setup, args)
+    runner = _build_runner(setup, args)
     paths = _output_paths(args)
     for path in paths.values():  # fail before the sweep, not after it
         make_folder(path)
-    result = _run_sweep(finder, quiet=args.quiet)
+    result = _run_sweep(runner, args)
     print(format_report(result, setup.description))
     writers: dict[str, Callable[[Path], object]] = {
         "result": result.save,
@@ -178,7 +178,7 @@ def _output_paths(args: argparse.Namespace) -> dict[str, Path]:
     return paths
 
 
-def _build_finder(setup: SweepSetup, args: argparse.Namespace) -> LRFinder:
+def _build_runner(setup: SweepSetup, args: argparse.Namespace) -> RangeTestRunner:
     settings = {
         "start_lr": args.start_lr,
         "end_lr": args.end_lr,
@@ -198,38 +198,48 @@ def _build_finder(setup: SweepSetup, args: argparse.Namespace) -> LRFinder:
             f"--val needs validation data: return a dict with a 'val_loader' from {setup.source}"
         )
     val_data = setup.val_data if args.val else None
+    repeated = {} if args.repeats is None else {"repeats": args.repeats, "seed": args.seed}
     try:
-        return LRFinder(
+        return make_runner(
             setup.model,
             setup.train_data,
             setup.loss_fn,
             setup.optimizer,
             val_data=val_data,
+            **repeated,
             **settings,
         )
     except (TypeError, ValueError) as error:
         raise CommandError(f"{setup.source} returned an unusable setup: {error}") from error
 
 
-def _run_sweep(finder: LRFinder, quiet: bool) -> RangeTestResult:
-    progress = None if quiet else Progress(sys.stderr)
+def _run_sweep(runner: RangeTestRunner, args: argparse.Namespace) -> SweepResult:
+    progress = None if args.quiet else Progress(sys.stderr)
     try:
-        return finder.run(callback=progress)
+        result = runner.run(progress)
+        if args.confirm:
+            confirm_result(result, runner.finder, {})
+        return result
     except KeyboardInterrupt as interrupt:
-        step = finder.result.num_steps if finder.result is not None else 0
         raise CommandError(
-            f"interrupted at step {step}; the model and optimizer were restored", EXIT_INTERRUPTED
+            f"interrupted at {_where(runner)}; the model and optimizer were restored",
+            EXIT_INTERRUPTED,
         ) from interrupt
     except Exception as error:
-        step = finder.result.num_steps if finder.result is not None else 0
         raise CommandError(
-            f"the sweep failed at step {step}: {describe_error(error)} (the model and optimizer "
-            "were restored)",
+            f"the sweep failed at {_where(runner)}: {describe_error(error)} (the model and "
+            "optimizer were restored)",
             EXIT_SWEEP_ERROR,
         ) from error
     finally:
         if progress is not None:
             progress.finish()
+
+
+def _where(runner: RangeTestRunner) -> str:
+    """The step the current sweep had reached."""
+    run = runner.finder.result
+    return f"step {run.num_steps if run is not None else 0}"
 
 
 # -- show -------------------------------------------------------------------------------------

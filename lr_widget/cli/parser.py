@@ -122,6 +122,18 @@ def _sweep_options() -> argparse.ArgumentParser:
         help="spacing of the LRs (default %(default)s)",
     )
     _add_train_steps_option(sweep)
+    sweep.add_argument(
+        "--repeats",
+        type=_positive_int,
+        metavar="K",
+        help="run the sweep K times, seeded SEED + i, for the noise band and robust picks",
+    )
+    sweep.add_argument(
+        "--confirm",
+        action="store_true",
+        help="then train short probes at 1/3, 1 and 3 times the minimum rule's LR and keep "
+        "their verdict in the result",
+    )
     sweep.add_argument("--val", action="store_true", help="follow the validation loss instead")
     sweep.add_argument("--quiet", action="store_true", help="no progress on stderr")
     output = options.add_argument_group("output")

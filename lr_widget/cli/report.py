@@ -16,6 +16,7 @@ from typing import TextIO
 
 from lr_widget.cli.errors import CommandError
 from lr_widget.engine.recording import StepEvent
+from lr_widget.engine.repeated_sweep import RepeatStepEvent
 from lr_widget.plotting.static import save_picture
 from lr_widget.results.protocol import SweepResult
 from lr_widget.suggestions.curve import Suggestion
@@ -102,8 +103,9 @@ def format_progress(event: StepEvent) -> str:
     'step 10/100  lr 1.00e-05  loss 1.235  ETA 18s'
     """
     val = "" if event.val_loss is None else f"  val {event.val_loss:.4g}"
+    run = f"run {event.run + 1}/{event.repeats}  " if isinstance(event, RepeatStepEvent) else ""
     return (
-        f"step {event.step + 1}/{event.num_steps}  lr {event.lr:.2e}  loss {event.loss:.4g}"
+        f"{run}step {event.step + 1}/{event.num_steps}  lr {event.lr:.2e}  loss {event.loss:.4g}"
         f"{val}  ETA {_duration(event.eta_s)}"
     )
 
@@ -115,8 +117,11 @@ def _duration(seconds: float) -> str:
 
 # -- the report -------------------------------------------------------------------------------
 def format_report(result: SweepResult, description: str) -> str:
-    """What the sweep did, then the suggestions table."""
-    return "\n".join([description, _describe_run(result), "", format_suggestions(result)])
+    """What the sweep did, the suggestions table, and the confirmation probes' verdict."""
+    parts = [description, _describe_run(result), "", format_suggestions(result)]
+    if result.confirmation is not None:
+        parts += ["", f"confirmation: {result.confirmation.reason}"]
+    return "\n".join(parts)
 
 
 def _describe_run(result: SweepResult) -> str:

@@ -30,6 +30,12 @@ from lr_widget.diagnostics.update_rules import (
 )
 from lr_widget.engine.batches import LossComputer, LossFn, StepFn, move_to_device
 from lr_widget.engine.claims import claimed
+from lr_widget.engine.inputs import (
+    check_iterable,
+    check_model,
+    check_optimizer,
+    default_optimizer,
+)
 from lr_widget.engine.state import TrainingState, seed_everything
 from lr_widget.results.curvature import CurvatureEstimate, lr_stability_bound
 
@@ -90,8 +96,11 @@ def estimate_curvature(
     True
     """
     _check_settings(num_batches, max_iterations, tolerance, seed, mode)
+    check_model(model, train_data)  # the sweep's own input gate
+    check_iterable(train_data, "train_data")
     if optimizer is None:
-        optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad])
+        optimizer = default_optimizer(model)
+    check_optimizer(optimizer, model)
     params = _trained_params(model, optimizer)
     rule = update_rule(optimizer)
     with claimed("a curvature estimate", model=model):
@@ -220,10 +229,6 @@ def _trained_params(
     model: torch.nn.Module, optimizer: torch.optim.Optimizer
 ) -> list[torch.nn.Parameter]:
     """The model's trainable parameters that the optimizer updates, in model order."""
-    if not isinstance(model, torch.nn.Module):
-        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    if not isinstance(optimizer, torch.optim.Optimizer):
-        raise TypeError(f"optimizer must be a torch.optim.Optimizer or None, got {optimizer!r}")
     held = {id(p) for group in optimizer.param_groups for p in group["params"]}
     params = [p for p in model.parameters() if p.requires_grad and id(p) in held]
     if not params:

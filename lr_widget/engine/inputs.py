@@ -187,3 +187,9 @@ def check_scheduler(scheduler: Any, optimizer: torch.optim.Optimizer) -> None:
             f"scheduler drives another optimizer ({type(scheduler.optimizer).__name__} at "
             f"{id(scheduler.optimizer):#x}) than the sweep's; build it on the optimizer you pass"
         )
+
+
+def default_optimizer(model: torch.nn.Module) -> torch.optim.Optimizer:
+    """What every entry point trains with when given no optimizer: AdamW, at PyTorch's defaults,
+    over the trainable parameters (the sweep sets its LR at every step)."""
+    return torch.optim.AdamW([p for p in model.parameters() if p.requires_grad])

@@ -107,7 +107,7 @@ class RepeatedSweep:
         _warn_if_fixed_order(train_data)
         self.repeats = repeats
         self.seed = seed
-        self.result = RepeatedRangeTest([], [], repeats)
+        self.result: RepeatedRangeTest | None = None  # a new one when the runs begin
         self._stop_event = threading.Event()
 
     def stop(self) -> None:
@@ -160,10 +160,13 @@ class RepeatedSweep:
         """
         for _ in self.runs(callback, stop_event):
             if on_run_done is not None:
+                assert self.result is not None
                 on_run_done(self.result)
+        assert self.result is not None  # runs() made one before anything else
         return self.result
 
     def _record(self, run: RangeTestResult, seed: int) -> None:
+        assert self.result is not None
         seeds = self.result.seeds if self.result.seeds is not None else []
         self.result = RepeatedRangeTest([*self.result.runs, run], [*seeds, seed], self.repeats)
 

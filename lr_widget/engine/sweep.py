@@ -19,7 +19,7 @@ import contextlib
 import platform
 import threading
 import time
-from collections.abc import Generator, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from typing import Any
 
 import torch
@@ -40,6 +40,7 @@ from lr_widget.engine.inputs import (
     check_optimizer,
     check_scheduler,
     check_stop_event,
+    default_optimizer,
     make_settings,
     stop_requested,
 )
@@ -98,7 +99,7 @@ class LRFinder:
             raise TypeError(f"step_fn must be callable or None, got {step_fn!r}")
         self.model = model
         self.device = next(p.device for p in model.parameters() if p.requires_grad)
-        self.optimizer = optimizer if optimizer is not None else _default_optimizer(model)
+        self.optimizer = optimizer if optimizer is not None else default_optimizer(model)
         check_optimizer(self.optimizer, model)
         self.owns_optimizer = optimizer is None
         check_scheduler(scheduler, self.optimizer)
@@ -144,13 +145,22 @@ class LRFinder:
         """Whether a sweep is in progress."""
         return self._running
 
+    @property
+    def finder(self) -> LRFinder:
+        """This sweep: what :class:`~lr_widget.engine.runner.RangeTestRunner` asks for."""
+        return self
+
     def run(
-        self, callback: StepCallback | None = None, stop_event: threading.Event | None = None
+        self,
+        callback: StepCallback | None = None,
+        stop_event: threading.Event | None = None,
+        on_run_done: Callable[[RangeTestResult], None] | None = None,
     ) -> RangeTestResult:
         """Run the sweep to its end and return the result.
 
         ``callback(event)`` is called after every step; returning ``True`` (or a one-element
-        tensor that is true) stops the sweep. An exception in user code (model, loss, data,
+        tensor that is true) stops the sweep; ``on_run_done(result)`` once it has ended (as
+        after each run of a repeated sweep). An exception in user code (model, loss, data,
         callback) restores the state, is recorded on :attr:`result` (``stop_reason="error"``)
         and is raised again.
         """
@@ -170,6 +180,8 @@ class LRFinder:
         finally:
             steps.close()  # whatever escapes, the restore happens now, not at garbage collection
         assert self.result is not None
+        if on_run_done is not None:
+            on_run_done(self.result)
         return self.result
 
     def steps(self, stop_event: threading.Event | None = None) -> Generator[StepEvent, None, None]:
@@ -334,10 +346,6 @@ class LRFinder:
             "lr_widget": __version__,
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         }
-
-
-def _default_optimizer(model: torch.nn.Module) -> torch.optim.Optimizer:
-    return torch.optim.AdamW([p for p in model.parameters() if p.requires_grad])
 
 
 def _unwrapped(model: torch.nn.Module) -> torch.nn.Module:

@@ -20,7 +20,6 @@ from lr_widget.results.confirmation import Confirmation
 from lr_widget.results.curvature import CurvatureEstimate
 from lr_widget.results.protocol import SweepResult
 from lr_widget.results.range_test import RangeTestResult, StopReason
-from lr_widget.results.repeated import RepeatedRangeTest
 from lr_widget.results.spread import NoiseBand
 from lr_widget.widget.controls import Controls, format_seconds
 from lr_widget.widget.curves import Curves, LiveCurves
@@ -81,8 +80,11 @@ class SweepDisplay:
         if event is not None:
             self.controls.show_progress(event)
 
-    def run_finished(self, partial: RepeatedRangeTest, beta: float) -> None:
-        """Redraw the band of the finished runs (it grows run by run)."""
+    def run_finished(self, partial: SweepResult, beta: float) -> None:
+        """Redraw the band of the finished runs (it grows run by run); a single sweep has no
+        band to grow, and its end is drawn by :meth:`show_result`."""
+        if not partial.is_repeated:
+            return
         shown = partial.with_beta(beta)
         self.plot.draw_band(shown.band(), shown.real_bumps(), len(shown.runs))
 

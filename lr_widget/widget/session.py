@@ -29,14 +29,13 @@ from lr_widget.curves.arguments import require_lr
 from lr_widget.diagnostics.confirm import confirm_with
 from lr_widget.diagnostics.curvature import estimate_curvature
 from lr_widget.engine.recording import StepCallback, StepEvent
-from lr_widget.engine.repeated_sweep import RepeatedSweep
+from lr_widget.engine.runner import RangeTestRunner
 from lr_widget.engine.sweep import LRFinder
 from lr_widget.results.compare import Comparison
 from lr_widget.results.confirmation import Confirmation, check_confirm_options
 from lr_widget.results.curvature import CurvatureEstimate
 from lr_widget.results.protocol import SweepResult
 from lr_widget.results.range_test import RangeTestResult
-from lr_widget.results.repeated import RepeatedRangeTest
 from lr_widget.results.settings import SweepSettings
 from lr_widget.results.spread import Bump, SuggestionSpread
 from lr_widget.suggestions.curve import Suggestion
@@ -62,8 +61,8 @@ class SweepView(Protocol):
         """The current run so far (to draw smoothed with ``beta``), at most a few times a
         second and once at the end."""
 
-    def run_finished(self, partial: RepeatedRangeTest, beta: float) -> None:
-        """A run of a repeated sweep ended; ``partial`` holds the runs so far."""
+    def run_finished(self, partial: SweepResult, beta: float) -> None:
+        """A run ended; ``partial`` holds the runs so far (a single sweep's only run too)."""
 
     def sweep_finished(
         self, result: SweepResult | None, error: BaseException | None, seconds: float
@@ -101,7 +100,8 @@ class SweepSession:
     Parameters
     ----------
     engine
-        An :class:`LRFinder` or a :class:`RepeatedSweep`, or ``None`` to show ``loaded`` only.
+        What runs the sweeps (:func:`~lr_widget.engine.runner.make_runner`), or ``None`` to show
+        ``loaded`` only.
     loaded
         A result to show before any sweep (the only one, without an engine).
     curvature_options
@@ -115,15 +115,15 @@ class SweepSession:
 
     def __init__(
         self,
-        engine: LRFinder | RepeatedSweep | None,
+        engine: RangeTestRunner | None,
         loaded: SweepResult | None,
         *,
         curvature_options: Mapping[str, Any] | None = None,
         curvature_inputs: tuple[Any, Any] = (None, None),
         update_interval_s: float = 0.15,
     ) -> None:
-        self.repeated = engine if isinstance(engine, RepeatedSweep) else None
-        self.finder = engine.finder if isinstance(engine, RepeatedSweep) else engine
+        self.engine = engine
+        self.finder = engine.finder if engine is not None else None
         self.loaded = loaded
         self.view: SweepView | None = None
         self._on_ended: Callable[[], None] = _nothing
@@ -144,7 +144,7 @@ class SweepSession:
         it re-reads the suggestions, no new sweep."""
         self._curvature_options = None if curvature_options is None else dict(curvature_options)
         self._curvature_inputs = curvature_inputs
-        self._sweeping = self._started = False
+        self._sweeping = False
         self._run_before: RangeTestResult | None = None
         self._shown: tuple[tuple[int, float, int, int | None], Shown] | None = None
         self._sweep_started_at = 0.0
@@ -179,10 +179,8 @@ class SweepSession:
     @property
     def result(self) -> SweepResult | None:
         """The latest result (growing while a sweep runs), else the loaded one."""
-        if self.repeated is not None and self._started:
-            return self.repeated.result
-        if self.repeated is None and self.finder is not None and self.finder.result is not None:
-            return self.finder.result
+        if self.engine is not None and self.engine.result is not None:
+            return self.engine.result
         return self.loaded
 
     @property
@@ -278,7 +276,7 @@ class SweepSession:
             raise RuntimeError("attach() a view before starting a sweep")
         self.finder.configure(**{"train_steps": self.train_steps, **changes})
         self._runner.join()  # the previous sweep thread has already posted its last work
-        self._sweeping, self._started, self.error = True, True, None
+        self._sweeping, self.error = True, None
         self._run_before = self.finder.result
         self._runner.start()
         return True
@@ -355,9 +353,8 @@ class SweepSession:
     def _sweep(self, callback: StepCallback, stop_event: threading.Event) -> SweepResult:
         assert self.finder is not None
         self._estimate_curvature(self.finder)
-        if self.repeated is not None:
-            return self.repeated.run(callback, stop_event, on_run_done=self._on_run_done)
-        return self.finder.run(callback=callback, stop_event=stop_event)
+        assert self.engine is not None
+        return self.engine.run(callback, stop_event, on_run_done=self._on_run_done)
 
     def _estimate_curvature(self, finder: LRFinder) -> None:
         """Once per session, before its first sweep: every sweep restores the weights, so the
@@ -387,13 +384,13 @@ class SweepSession:
     def _on_progress(self, event: StepEvent | None) -> None:
         self._view().sweep_progress(self.live_run, event, self._beta)
 
-    def _on_run_done(self, partial: RepeatedRangeTest) -> None:
+    def _on_run_done(self, partial: SweepResult) -> None:
         self._view().run_finished(partial, self._beta)
 
     def _on_finish(self, error: BaseException | None) -> None:
         self.error = error
         try:
-            result = self.repeated.result if self.repeated is not None else self.live_run
+            result = self.engine.result if self.engine is not None else None
             seconds = time.perf_counter() - self._sweep_started_at
             self._view().sweep_finished(result, error, seconds)
         finally:

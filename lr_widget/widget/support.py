@@ -20,7 +20,7 @@ import torch
 
 from lr_widget.diagnostics.curvature import estimate_curvature
 from lr_widget.engine.batches import LossFn
-from lr_widget.engine.repeated_sweep import RepeatedSweep
+from lr_widget.engine.runner import RangeTestRunner, make_runner
 from lr_widget.engine.sweep import LRFinder
 from lr_widget.results.compare import Comparison
 from lr_widget.results.loading import load_result
@@ -94,8 +94,9 @@ def make_engine(
     engine_options: Mapping[str, Any],
     has_result: bool,
     wants_curvature: bool,
-) -> LRFinder | RepeatedSweep | None:
-    """The widget's engine: one sweep, ``repeats`` of them, or none (a saved result only)."""
+) -> RangeTestRunner | None:
+    """The widget's runner (:func:`~lr_widget.engine.runner.make_runner`: one sweep or
+    ``repeats`` of them), or none for a saved result only."""
     if model is None:
         given = [train_data, loss_fn, optimizer, repeats, seed]
         if any(value is not None for value in given) or engine_options or wants_curvature:
@@ -108,14 +109,9 @@ def make_engine(
         return None
     if train_data is None:
         raise TypeError("LRWidget(model, train_data, ...) needs train_data")
-    if repeats is None:
-        if seed is not None:
-            raise TypeError("seed= seeds repeated runs; pass repeats=k with it")
-        return LRFinder(model, train_data, loss_fn, optimizer, **engine_options)
-    return RepeatedSweep(
-        model, train_data, loss_fn, optimizer, repeats=repeats, seed=0 if seed is None else seed,
-        **engine_options,
-    )  # fmt: skip
+    return make_runner(
+        model, train_data, loss_fn, optimizer, repeats=repeats, seed=seed, **engine_options
+    )
 
 
 def read_result(result: Any) -> SweepResult:
