@@ -38,7 +38,7 @@ echo "torch==$TORCH_VERSION" >"$CONSTRAINTS"
 "${PIP[@]}" -c "$CONSTRAINTS" "transformers>=4.45,<6" tokenizers
 # Prodigy, whose step-size estimate is an anchor of the realistic-budget benchmark.
 "${PIP[@]}" -c "$CONSTRAINTS" "prodigyopt==1.1.2"
-# Helpers: py-spy for profiles (a static binary); pytest to run tests/test_benchmarks.py here,
+# Helpers: py-spy for profiles (a static binary); pytest to run tests/benchmarks/test_benchmarks.py here,
 # where scikit-learn is present and the tabular tasks are tested too.
 "${PIP[@]}" -c "$CONSTRAINTS" py-spy "pytest>=8" "pytest-timeout>=2.3"
 

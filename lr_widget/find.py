@@ -138,7 +138,7 @@ def find_lr(
         ``factors``, ``steps``, ``tail``): after the sweep, train short probes at 1/3, 1 and 3 times
         the ``minimum`` rule's LR (:data:`~lr_widget.results.confirmation.CONFIRM_RULE`) from the
         restored state (restored again after each) and keep what they found in
-        ``result.confirmation`` (also saved, in ``metadata["confirmation"]``);
+        ``result.confirmation`` (saved with it);
         ``result.confirmation.winner`` is the LR to take. It costs ``steps`` (30) steps per probe;
         nothing is probed when that rule has no answer.
     **options
@@ -208,7 +208,7 @@ def confirm_result(result: SweepResult, finder: LRFinder, options: Mapping[str, 
     when that rule has no answer. ``find_lr(confirm=...)`` and ``lr-widget --confirm`` use it."""
     centre = result.suggest(CONFIRM_RULE).lr
     if centre is not None:
-        result.metadata["confirmation"] = confirm_with(finder, centre, **options).to_dict()
+        result.confirmation = confirm_with(finder, centre, **options)
 
 
 def _confirm_options(confirm: bool | Mapping[str, Any]) -> dict[str, Any] | None:

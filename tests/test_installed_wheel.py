@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_lab_command import free_port, http_get, lab_process
+from tests.cli.test_lab_command import free_port, http_get, lab_process
 
 ROOT = Path(__file__).resolve().parents[1]
 TORCH_PIN = "torch==2.13.0"

@@ -172,3 +172,21 @@ def test_lower_layers_never_import_torch(layer: str) -> None:
 def test_the_package_root_holds_at_most_six_modules() -> None:
     root_modules = sorted(path.name for path in PACKAGE.glob("*.py"))
     assert len(root_modules) <= MAX_ROOT_MODULES, root_modules
+
+
+def test_the_readme_lists_the_layers_in_their_order() -> None:
+    readme = (PACKAGE.parent / "README.md").read_text(encoding="utf-8")
+    table = readme[readme.index("| folder | its job | imports |") :].split("\n\n")[0]
+    listed = [
+        name.strip().strip("`").removesuffix("/").removesuffix(".py")
+        for row in table.splitlines()[2:]
+        for name in row.split("|")[1].split(", ")
+    ]
+    named = ["lr_widget." + name for name in listed]
+    assert [layer_of(module) for module in named] == sorted(layer_of(module) for module in named)
+    covered = {prefix for prefixes in LAYERS for prefix in prefixes} - {
+        "lr_widget",
+        "lr_widget.__main__",
+        "lr_widget.version",
+    }
+    assert set(named) == covered

@@ -46,7 +46,7 @@ from lr_widget.engine.state import seed_everything
 from lr_widget.find import confirm_result
 from lr_widget.results.loading import load_result
 from lr_widget.results.protocol import SweepResult
-from lr_widget.results.settings import SweepSettings
+from lr_widget.results.settings import parse_settings
 from lr_widget.version import __version__
 
 
@@ -190,7 +190,7 @@ def _build_runner(setup: SweepSetup, args: argparse.Namespace) -> RangeTestRunne
         "train_steps": args.train_steps,
     }
     try:
-        SweepSettings(**settings)
+        parse_settings(settings)
     except (TypeError, ValueError) as error:
         raise CommandError(f"invalid sweep option: {error}") from error
     if args.val and setup.val_data is None:

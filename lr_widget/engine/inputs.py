@@ -15,7 +15,7 @@ from typing import Any
 import torch
 
 from lr_widget.curves.arguments import ArgumentTypeError, require_int
-from lr_widget.results.settings import SweepSettings
+from lr_widget.results.settings import SweepSettings, parse_settings
 
 
 def make_settings(settings: dict[str, Any], train_data: Any = None) -> SweepSettings:
@@ -32,14 +32,7 @@ def make_settings(settings: dict[str, Any], train_data: Any = None) -> SweepSett
                 )
             accumulation = settings.get("accumulation_steps", 1)
             settings["train_steps"] = steps_for_epochs(epochs, train_data, accumulation)
-    known = set(SweepSettings.__dataclass_fields__)
-    unknown = sorted(set(settings) - known)
-    if unknown:
-        raise TypeError(
-            f"unknown argument(s) {', '.join(unknown)}; valid sweep settings are "
-            f"{', '.join(sorted(known))}"
-        )
-    return SweepSettings(**settings)
+    return parse_settings(settings)
 
 
 def steps_for_epochs(epochs: Any, train_data: Any, accumulation_steps: Any = 1) -> int:

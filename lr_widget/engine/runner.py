@@ -61,11 +61,13 @@ def make_runner(
     """One sweep without ``repeats``, else ``repeats`` sweeps seeded ``seed + i`` (``seed``
     defaults to 0); every argument checked before anything trains.
 
+    >>> from torch.utils.data import DataLoader, TensorDataset
     >>> model = torch.nn.Linear(4, 2)
-    >>> data = [(torch.randn(8, 4), torch.randint(0, 2, (8,))) for _ in range(4)]
-    >>> type(make_runner(model, data, num_steps=10)).__name__
+    >>> dataset = TensorDataset(torch.randn(32, 4), torch.randint(0, 2, (32,)))
+    >>> loader = DataLoader(dataset, batch_size=8, shuffle=True)
+    >>> type(make_runner(model, loader, num_steps=10)).__name__
     'LRFinder'
-    >>> type(make_runner(model, data, repeats=2, num_steps=10)).__name__
+    >>> type(make_runner(model, loader, repeats=2, num_steps=10)).__name__
     'RepeatedSweep'
     """
     if repeats is None:

@@ -136,7 +136,7 @@ class Confirmation:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Confirmation:
-        """The inverse of :meth:`to_dict`, as saved in a result's ``metadata["confirmation"]``.
+        """The inverse of :meth:`to_dict`, as saved in a result's ``confirmation`` field.
 
         >>> found = compare_probes([1e-3, 1e-2], [[2.0, 1.9, 1.8, 1.7], [2.0, 1.5, 1.0, 0.5]])
         >>> Confirmation.from_dict(found.to_dict()) == found

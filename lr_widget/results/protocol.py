@@ -23,7 +23,7 @@ from typing_extensions import Self
 
 from lr_widget.plotting.static import plot_result
 from lr_widget.results.jsonfile import JsonDocument
-from lr_widget.results.settings import SweepSettings
+from lr_widget.results.settings import SweepSettings, parse_settings
 from lr_widget.results.spread import Bump, NoiseBand, SuggestionSpread
 from lr_widget.suggestions.registry import SuggestionSource
 
@@ -43,6 +43,10 @@ class SweepResult(SuggestionSource, JsonDocument, ABC):
     :meth:`band` has zero width, its :meth:`spreads` and :meth:`real_bumps` are empty. Every
     method returns new objects; none changes the result (re-smoothing included).
     """
+
+    confirmation: Confirmation | None
+    """What confirmation probes around the suggested LR found (``find_lr(..., confirm=True)``,
+    ``lr-widget --confirm``), or ``None``; saved with the result."""
 
     if TYPE_CHECKING:  # fields or properties of the two kinds (a base property would hide a field)
 
@@ -132,15 +136,6 @@ class SweepResult(SuggestionSource, JsonDocument, ABC):
         return sum(run.num_steps for run in self.runs)
 
     @property
-    def confirmation(self) -> Confirmation | None:
-        """What ``find_lr(..., confirm=True)`` found by training probes around the suggested
-        LR (saved in ``metadata["confirmation"]``), or ``None``."""
-        from lr_widget.results.confirmation import Confirmation
-
-        saved = self.metadata.get("confirmation")
-        return None if saved is None else Confirmation.from_dict(saved)
-
-    @property
     @abstractmethod
     def outcome(self) -> str:
         """One word or two on how it ended: a :class:`StopReason` value, or ``"ended"`` for
@@ -155,16 +150,9 @@ class SweepResult(SuggestionSource, JsonDocument, ABC):
         """Write one row per step as CSV; return the path."""
 
     def sweep_settings(self) -> SweepSettings:
-        """The settings it was made with, as far as they are still valid (else the defaults)."""
-        known = {
-            key: value
-            for key, value in self.settings.items()
-            if key in SweepSettings.__dataclass_fields__
-        }
-        try:
-            return SweepSettings(**known)
-        except (TypeError, ValueError):
-            return SweepSettings()
+        """The settings it was made with (those it does not record take their defaults); a
+        saved file's are checked when it is loaded."""
+        return parse_settings(self.settings, ignore_unknown=True)
 
     def plot(self, ax: Axes | None = None, *, title: str | None = None) -> Axes:
         """Draw the result with matplotlib (``pip install matplotlib``): the raw and smoothed

@@ -24,6 +24,7 @@ from typing_extensions import Self
 
 from lr_widget.curves.arguments import require_fraction
 from lr_widget.curves.smoothing import LAG_FREE_WIDTH, debiased_ema, lag_free
+from lr_widget.results.confirmation import Confirmation
 from lr_widget.results.jsonfile import (
     DocumentError,
     decode_floats,
@@ -33,6 +34,7 @@ from lr_widget.results.jsonfile import (
     require_mapping,
 )
 from lr_widget.results.protocol import SweepResult, write_csv
+from lr_widget.results.settings import parse_settings
 from lr_widget.results.spread import NoiseBand
 from lr_widget.suggestions.curve import Suggestion
 from lr_widget.suggestions.length import check_train_steps, describe_length
@@ -104,6 +106,7 @@ class RangeTestResult(SweepResult):
     settings: dict[str, Any] = field(default_factory=dict)
     timings: dict[str, Any] = field(default_factory=dict)
     metadata: dict[str, Any] = field(default_factory=dict)
+    confirmation: Confirmation | None = None
     # The last lag-free fit and what it was computed from: every rule reads it.
     _fit_cache: tuple[bytes, np.ndarray] | None = field(
         default=None, init=False, repr=False, compare=False
@@ -170,12 +173,13 @@ class RangeTestResult(SweepResult):
 
     def with_beta(self, beta: float) -> Self:
         """A copy re-smoothed with ``beta`` (no new sweep; this result is unchanged)."""
-        return replace(self, beta=beta)
+        return replace(self.copy(), beta=beta)
 
     def with_train_steps(self, train_steps: int | None) -> Self:
         """A copy whose suggestions are for ``train_steps`` of training (no new sweep)."""
         steps = check_train_steps(train_steps)
-        return replace(self, settings={**self.settings, "train_steps": steps})
+        copied = self.copy()
+        return replace(copied, settings={**copied.settings, "train_steps": steps})
 
     # -- the protocol -----------------------------------------------------------------------
     @property
@@ -225,6 +229,7 @@ class RangeTestResult(SweepResult):
             "settings": encode_tree(self.settings),
             "timings": encode_tree(self.timings),
             "metadata": encode_tree(self.metadata),
+            "confirmation": None if self.confirmation is None else self.confirmation.to_dict(),
         }
 
     @classmethod
@@ -245,7 +250,14 @@ class RangeTestResult(SweepResult):
         lrs = decode_floats(data["lrs"], "lrs")
         _check_saved_lrs(lrs)
         metadata = decode_tree(require_mapping(data.get("metadata", {}), "metadata"))
-        _check_saved_confirmation(metadata.get("confirmation"))
+        # Files written before confirmation had a field of its own kept it in the metadata.
+        legacy = metadata.pop("confirmation", None)
+        saved = data.get("confirmation") if data.get("confirmation") is not None else legacy
+        settings = decode_tree(require_mapping(data.get("settings", {}), "settings"))
+        try:
+            parse_settings(settings, ignore_unknown=True)
+        except (TypeError, ValueError) as error:
+            raise DocumentError(f"the result's settings are not valid: {error}") from None
         return cls(
             lrs=lrs,
             losses=decode_floats(data["losses"], "losses"),
@@ -254,9 +266,10 @@ class RangeTestResult(SweepResult):
             stop_reason=StopReason(stop_reason),
             stop_detail=str(data.get("stop_detail", "")),
             error=None if error is None else str(error),
-            settings=decode_tree(require_mapping(data.get("settings", {}), "settings")),
+            settings=settings,
             timings=decode_tree(require_mapping(data.get("timings", {}), "timings")),
             metadata=metadata,
+            confirmation=saved_confirmation(saved),
         )
 
     def to_csv(self, path: str | os.PathLike[str]) -> Path:
@@ -317,15 +330,13 @@ def _check_saved_lrs(lrs: list[float]) -> None:
         )
 
 
-def _check_saved_confirmation(saved: Any) -> None:
-    """A saved confirmation reads back (``result.confirmation`` must not fail later)."""
+def saved_confirmation(saved: Any) -> Confirmation | None:
+    """A saved confirmation, read back; a ``DocumentError`` if it is unusable."""
     if saved is None:
-        return
-    from lr_widget.results.confirmation import Confirmation
-
+        return None
     try:
-        Confirmation.from_dict(require_mapping(saved, "metadata.confirmation"))
+        return Confirmation.from_dict(require_mapping(saved, "confirmation"))
     except DocumentError:
         raise
     except (KeyError, TypeError, ValueError, OverflowError) as error:
-        raise DocumentError(f"metadata.confirmation is unusable: {error!r}") from None
+        raise DocumentError(f"the saved confirmation is unusable: {error!r}") from None

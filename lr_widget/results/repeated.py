@@ -31,9 +31,10 @@ from typing_extensions import Self
 
 from lr_widget.curves.axes import nearest_index
 from lr_widget.curves.smoothing import LAG_FREE_WIDTH, lag_free
+from lr_widget.results.confirmation import Confirmation
 from lr_widget.results.jsonfile import DocumentError
 from lr_widget.results.protocol import SweepResult, write_csv
-from lr_widget.results.range_test import RangeTestResult, StopReason
+from lr_widget.results.range_test import RangeTestResult, StopReason, saved_confirmation
 from lr_widget.results.settings import SweepSettings
 from lr_widget.results.spread import (
     Bump,
@@ -85,6 +86,7 @@ class RepeatedRangeTest(SweepResult):
     runs: list[RangeTestResult] = field(default_factory=list)
     seeds: list[int] | None = None
     repeats: int | None = None
+    confirmation: Confirmation | None = None
 
     def __post_init__(self) -> None:
         self.runs = list(self.runs)
@@ -150,11 +152,12 @@ class RepeatedRangeTest(SweepResult):
     def with_beta(self, beta: float) -> Self:
         """A copy with every run re-smoothed with ``beta`` (no new sweeps; this one is
         unchanged)."""
-        return replace(self, runs=[run.with_beta(beta) for run in self.runs])
+        return replace(self.copy(), runs=[run.with_beta(beta) for run in self.runs])
 
     def with_train_steps(self, train_steps: int | None) -> Self:
         """A copy whose runs' suggestions are for ``train_steps`` of training (no new sweeps)."""
-        return replace(self, runs=[run.with_train_steps(train_steps) for run in self.runs])
+        runs = [run.with_train_steps(train_steps) for run in self.runs]
+        return replace(self.copy(), runs=runs)
 
     # -- the protocol -----------------------------------------------------------------------
     @property
@@ -305,6 +308,7 @@ class RepeatedRangeTest(SweepResult):
             "repeats": self.repeats,
             "seeds": None if self.seeds is None else [int(seed) for seed in self.seeds],
             "runs": [run.to_dict() for run in self.runs],
+            "confirmation": None if self.confirmation is None else self.confirmation.to_dict(),
         }
 
     @classmethod
@@ -316,7 +320,12 @@ class RepeatedRangeTest(SweepResult):
             raise DocumentError(f"seeds must be a list of integers or null, got {seeds!r}")
         if repeats is not None and not _all_ints([repeats]):
             raise DocumentError(f"repeats must be an integer or null, got {repeats!r}")
-        return cls([RangeTestResult.from_dict(run) for run in runs], seeds, repeats)
+        loaded = [RangeTestResult.from_dict(run) for run in runs]
+        confirmation = saved_confirmation(data.get("confirmation"))
+        if confirmation is None and loaded and loaded[0].confirmation is not None:
+            # Files written before the repeated result had a field of its own kept it in run 0.
+            confirmation, loaded[0] = loaded[0].confirmation, replace(loaded[0], confirmation=None)
+        return cls(loaded, seeds, repeats, confirmation)
 
     def to_csv(self, path: str | os.PathLike[str]) -> Path:
         """One row per step: lr, the band's median, low and high, how many runs reached the

@@ -7,6 +7,7 @@ parameter, the value it got, and what would be valid.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -119,3 +120,26 @@ class SweepSettings:
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe dictionary of the settings (``math.inf`` is kept as a float)."""
         return asdict(self)
+
+
+def parse_settings(values: Mapping[str, Any], *, ignore_unknown: bool = False) -> SweepSettings:
+    """The one parser of sweep settings, for keyword arguments and for a result's record alike.
+
+    An unknown name is a ``TypeError`` listing the valid ones (``ignore_unknown`` skips it, for
+    the settings a result records beside them); a bad value is the field's own error.
+
+    >>> parse_settings({"num_steps": 50}).num_steps
+    50
+    >>> parse_settings({"num_step": 50})
+    Traceback (most recent call last):
+    ...
+    TypeError: unknown argument(s) num_step; valid sweep settings are ...
+    """
+    known = SweepSettings.__dataclass_fields__
+    unknown = sorted(set(values) - set(known))
+    if unknown and not ignore_unknown:
+        raise TypeError(
+            f"unknown argument(s) {', '.join(unknown)}; valid sweep settings are "
+            f"{', '.join(sorted(known))}"
+        )
+    return SweepSettings(**{key: value for key, value in values.items() if key in known})

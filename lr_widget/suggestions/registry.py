@@ -11,7 +11,7 @@ held-out ones. The default reads the length of the training the LR is for
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from numpy.typing import ArrayLike
@@ -30,6 +30,9 @@ CURVE_READ = (
 @dataclass(frozen=True)
 class Rule:
     """One suggestion rule: its name, what it computes on a prepared curve, and a description.
+
+    The name is written here only: the body's answer is given it (a body such as
+    ``minimum_over(3)`` does not know what it is registered as).
 
     ``body(curve)``, or ``body(curve, train_steps)`` for a rule that ``reads_length``: the length
     of the training the LR is for (``None``: not known).
@@ -50,7 +53,8 @@ class Rule:
         """Apply the rule to a prepared curve, or report why there is none (a ``str``)."""
         if isinstance(curve, str):
             return no_answer(self.name, curve)
-        return self.body(curve, train_steps) if self.reads_length else self.body(curve)
+        answer = self.body(curve, train_steps) if self.reads_length else self.body(curve)
+        return answer if answer.rule == self.name else replace(answer, rule=self.name)
 
 
 REGISTRY: dict[str, Rule] = {
@@ -68,19 +72,19 @@ REGISTRY: dict[str, Rule] = {
         Rule("minimum", rules.minimum, "a tenth of the LR of the lowest loss"),
         Rule(
             "minimum_third",
-            rules.minimum_over(3, "minimum_third"),
+            rules.minimum_over(3),
             "a third of the LR of the lowest loss",
         ),
         Rule(
             "minimum_half",
-            rules.minimum_over(2, "minimum_half"),
+            rules.minimum_over(2),
             "half the LR of the lowest loss (for the peak of a one-cycle schedule)",
         ),
         Rule("slide", rules.slide, "where the slope settles (fastai's slide, scaled)"),
         Rule("consensus", rules.consensus, "median in log LR of steep, valley, minimum and slide"),
         Rule(
             "steep_minimum",
-            rules.geometric_mean_of("steep_minimum", (rules.steep, rules.minimum)),
+            rules.geometric_mean_of((rules.steep, rules.minimum)),
             "geometric mean of steep and minimum",
         ),
     )

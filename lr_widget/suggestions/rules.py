@@ -48,9 +48,10 @@ def lowest_point(curve: Curve) -> int:
     return int(np.argmin(curve.losses))
 
 
-def minimum_over(divisor: float, rule: str | None = None) -> RuleBody:
-    """The rule "the LR of the lowest loss, divided by ``divisor``" (``minimum`` is ``10``)."""
-    name = rule or f"minimum_over_{divisor:g}"
+def minimum_over(divisor: float) -> RuleBody:
+    """The rule "the LR of the lowest loss, divided by ``divisor``" (``minimum`` is ``10``); its
+    answers are named ``minimum_over_<divisor>`` until a registered rule names them."""
+    name = "minimum" if divisor == 10 else f"minimum_over_{divisor:g}"
     fraction = "a tenth" if divisor == 10 else f"1/{divisor:g}"
 
     def body(curve: Curve) -> Suggestion:
@@ -66,7 +67,7 @@ def minimum_over(divisor: float, rule: str | None = None) -> RuleBody:
     return body
 
 
-minimum = minimum_over(10, "minimum")
+minimum = minimum_over(10)
 
 
 def longest_decreasing_subsequence(values: Sequence[float] | NDArray[np.float64]) -> list[int]:
@@ -167,8 +168,10 @@ def consensus(curve: Curve) -> Suggestion:
     return answer_near("consensus", curve, lr, f"median in log LR of {named}: {lr:.1e}")
 
 
-def geometric_mean_of(name: str, bodies: Sequence[RuleBody]) -> RuleBody:
-    """The rule "geometric mean of these rules' LRs"; no answer unless every one answers."""
+def geometric_mean_of(bodies: Sequence[RuleBody]) -> RuleBody:
+    """The rule "geometric mean of these rules' LRs"; no answer unless every one answers. Its
+    answers are named ``geometric_mean`` until a registered rule names them."""
+    name = "geometric_mean"
 
     def body(curve: Curve) -> Suggestion:
         answers = [rule(curve) for rule in bodies]

@@ -210,7 +210,6 @@ class Controls:
             "start_lr": float(self.start_lr.value),
             "end_lr": float(self.end_lr.value),
             "num_steps": int(self.num_steps.value),
-            "beta": float(self.beta.value),
         }
 
     def chosen_train_steps(self) -> int | None:

@@ -9,8 +9,6 @@ range, progress and status); every other method runs in the main thread.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
 import numpy as np
 from numpy.typing import NDArray
 
@@ -20,7 +18,6 @@ from lr_widget.results.confirmation import Confirmation
 from lr_widget.results.curvature import CurvatureEstimate
 from lr_widget.results.protocol import SweepResult
 from lr_widget.results.range_test import RangeTestResult, StopReason
-from lr_widget.results.spread import NoiseBand
 from lr_widget.widget.controls import Controls, format_seconds
 from lr_widget.widget.curves import Curves, LiveCurves
 from lr_widget.widget.plot import LossPlot
@@ -154,11 +151,6 @@ class SweepDisplay:
             self.status(f"confirmation failed: {type(error).__name__}: {error}", error=True)
         else:
             self.status(f"{confirmation.reason} ({confirmation.steps} probe steps; restored)")
-
-    def show_kept(self, bands: Mapping[str, NoiseBand], *, sweeping: bool) -> None:
-        """Draw the kept results (not the primary one); refit y unless a sweep owns it."""
-        self.plot.show_kept(bands, fit_y=not sweeping)
-        self.controls.set_kept(len(bands))
 
     def show_curvature(self, estimate: CurvatureEstimate | None, note: str = "") -> None:
         """The curvature bound's line and label (or why there is none)."""

@@ -111,26 +111,22 @@ class BrowserEvents:
             self.guarded(lambda: setattr(self.selection, "lr", winner))
 
     def curvature(self, estimate: CurvatureEstimate | None, note: str) -> None:
-        """Keep and draw the curvature estimate (or why there is none)."""
-        self.session.curvature = estimate
+        """Draw the curvature estimate the session keeps (or why there is none)."""
         self.display.show_curvature(estimate, note)
 
     # -- the browser ------------------------------------------------------------------------
     def _plot_clicked(self, lr: float) -> None:
         # A point's own LR snaps to itself, so a click on a point selects exactly that point.
-        self.session.main.run_pending()
         if self.selection.recorded_lrs.size:
             self.guarded(lambda: self.selection.select(lr))
 
     def _suggestion_clicked(self, rule: str) -> None:
-        self.session.main.run_pending()
         suggestion = self.session.settled().suggestions.get(rule)
         if suggestion is not None and suggestion.lr is not None:
             lr = suggestion.lr
             self.guarded(lambda: setattr(self.selection, "lr", lr))
 
     def _range_dragged(self, low: float, high: float) -> None:
-        self.session.main.run_pending()
         hint = self.selection.drag_to(low, high)
         self.display.controls.show_range(self.selection.lr_range, hint)  # clears an old hint
 
@@ -148,13 +144,11 @@ class BrowserEvents:
 
     def _train_steps_changed(self, _change: dict[str, Any]) -> None:
         """A new training length moves the default suggestion: no new sweep, nothing trained."""
-        self.session.main.run_pending()
         self.session.train_steps = self.display.controls.chosen_train_steps()
         if not self.session.sweeping:  # else the sweep's end shows suggestions for it
             self.display.draw_session(self.session, self.selection.lr, redraw=False)
 
     def _beta_changed(self, change: dict[str, Any]) -> None:
-        self.session.main.run_pending()
         self.session.beta = float(change["new"])
         if not self.session.sweeping:  # else the sweep thread redraws with the new beta
             self.display.draw_session(self.session, self.selection.lr, redraw=True)

@@ -219,10 +219,6 @@ class KeptOverlays:
         """The labels drawn, in order."""
         return list(self._kept)
 
-    def color_of(self, label: str) -> str:
-        """The colour of ``label``'s line."""
-        return self._kept[label].color
-
     def line_of(self, label: str) -> Any:
         """The ``Lines`` mark of ``label``."""
         return self._kept[label].line

@@ -129,26 +129,24 @@ class SweepSession:
         self._on_ended: Callable[[], None] = _nothing
         self._on_curvature: Callable[[CurvatureEstimate | None, str], None] = _nothing
         self.comparison = Comparison()
-        self.curvature: CurvatureEstimate | None = None
-        self.error: BaseException | None = None
+        self._curvature: CurvatureEstimate | None = None
+        self._error: BaseException | None = None
         self.main = MainThreadQueue()
         self._beta = float(self.finder.settings.beta if self.finder is not None else _beta(loaded))
-        self.train_steps: int | None = (
+        self._train_steps: int | None = (
             self.finder.settings.train_steps
             if self.finder is not None
             else None
             if loaded is None
             else loaded.train_steps
         )
-        """The length of the training the suggestions are for (``None``: assumed); changing
-        it re-reads the suggestions, no new sweep."""
         self._curvature_options = None if curvature_options is None else dict(curvature_options)
         self._curvature_inputs = curvature_inputs
         self._sweeping = False
         self._run_before: RangeTestResult | None = None
         self._shown: tuple[tuple[int, float, int, int | None], Shown] | None = None
         self._sweep_started_at = 0.0
-        self.confirmation: Confirmation | None = None
+        self._confirmation: Confirmation | None = None
         self._probes = ProbeJob(self.main)
         self._runner = SweepRunner(
             self._sweep,
@@ -192,7 +190,55 @@ class SweepSession:
     @property
     def sweeping(self) -> bool:
         """Whether a sweep is in progress (from :meth:`start` until its end is shown)."""
+        self._settle()
         return self._sweeping
+
+    @property
+    def error(self) -> BaseException | None:
+        """The exception that ended the latest sweep, or ``None``."""
+        self._settle()
+        return self._error
+
+    @property
+    def confirmation(self) -> Confirmation | None:
+        """What the latest :meth:`confirm` found (``None`` before it ends)."""
+        self._settle()
+        return self._confirmation
+
+    @property
+    def curvature(self) -> CurvatureEstimate | None:
+        """The curvature estimate drawn, if any."""
+        self._settle()
+        return self._curvature
+
+    def show_curvature(self, estimate: CurvatureEstimate | None, note: str = "") -> None:
+        """Keep ``estimate`` (``None`` removes it) and tell whoever draws it."""
+        self._settle()
+        self._curvature = estimate
+        self._on_curvature(estimate, note)
+
+    @property
+    def train_steps(self) -> int | None:
+        """The length of the training the suggestions are for (``None``: assumed); changing it
+        re-reads the suggestions, no new sweep."""
+        return self._train_steps
+
+    @train_steps.setter
+    def train_steps(self, value: int | None) -> None:
+        self._settle()
+        self._train_steps = value
+
+    def clear_kept(self) -> None:
+        """Forget every kept result."""
+        self._settle()
+        self.comparison.clear()
+
+    def _settle(self) -> None:
+        """Run the work the sweep thread posted for the main thread (its end, the curvature
+        estimate, the probes' verdict) before the main thread reads or changes the state: the
+        kernel's loop runs it too, but not while a cell blocks, nor in scripts without a loop.
+        A no-op in any other thread."""
+        self.main.run_pending()
 
     @property
     def settings(self) -> SweepSettings:
@@ -203,11 +249,12 @@ class SweepSession:
 
     @property
     def beta(self) -> float:
-        """The smoothing shown (the engine's next sweeps use it too)."""
+        """The smoothing shown; the next sweep is configured with it."""
         return self._beta
 
     @beta.setter
     def beta(self, value: float) -> None:
+        self._settle()
         self._beta = float(value)
 
     def shown(self) -> Shown | None:
@@ -218,14 +265,15 @@ class SweepSession:
             return None
         if self._sweeping:
             return Shown(result.with_beta(self._beta))
-        key = (id(result), self._beta, result.total_steps, self.train_steps)
+        key = (id(result), self._beta, result.total_steps, self._train_steps)
         if self._shown is None or self._shown[0] != key:
-            self._shown = (key, Shown.of(result, self._beta, self.train_steps))
+            self._shown = (key, Shown.of(result, self._beta, self._train_steps))
         return self._shown[1]
 
     def settled(self) -> Shown:
         """What is shown once no sweep runs: :meth:`shown`, or nothing (no suggestions) while a
         sweep runs or before any result."""
+        self._settle()
         shown = None if self._sweeping else self.shown()
         return Shown(RangeTestResult([], [])) if shown is None else shown
 
@@ -241,6 +289,7 @@ class SweepSession:
         """``(lrs, curve)`` of the main curve: the current run's smoothed curve while sweeping
         (or while no run of a repeated sweep has finished), else the shown result's lag-free
         fit, the curve its rules read (its smoothed curve past the fit's end, the blow-up)."""
+        self._settle()
         result: SweepResult | None = self.live_run if self._sweeping else self.result
         if result is not None and not result.runs:
             result = self.live_run
@@ -264,7 +313,7 @@ class SweepSession:
         Raises ``RuntimeError`` without an engine, ``TypeError``/``ValueError`` for invalid
         settings (before anything starts).
         """
-        self.main.run_pending()
+        self._settle()
         if self.finder is None:
             raise RuntimeError(
                 "this LRWidget shows a saved result and has no model to sweep; build one with "
@@ -274,9 +323,9 @@ class SweepSession:
             return False
         if self.view is None:
             raise RuntimeError("attach() a view before starting a sweep")
-        self.finder.configure(**{"train_steps": self.train_steps, **changes})
+        self.finder.configure(**{**changes, "beta": self._beta, "train_steps": self._train_steps})
         self._runner.join()  # the previous sweep thread has already posted its last work
-        self._sweeping, self.error = True, None
+        self._sweeping, self._error = True, None
         self._run_before = self.finder.result
         self._runner.start()
         return True
@@ -291,7 +340,7 @@ class SweepSession:
         (:func:`~lr_widget.diagnostics.confirm.confirm_with` with ``options``), keep the outcome in
         :attr:`confirmation` and pass it to ``on_done`` in the main thread; ``False`` while a
         sweep or other probes run. ``RuntimeError`` without a model."""
-        self.main.run_pending()
+        self._settle()
         if self.finder is None:
             raise RuntimeError("this LRWidget shows a saved result and has no model to train")
         lr = require_lr("lr", lr)
@@ -304,10 +353,10 @@ class SweepSession:
             return confirm_with(finder, lr, **options)
 
         def done(confirmation: Confirmation | None, error: BaseException | None) -> None:
-            self.confirmation = confirmation
+            self._confirmation = confirmation
             on_done(confirmation, error)
 
-        self.confirmation = None
+        self._confirmation = None
         return self._probes.start(work, done)
 
     def join_probes(self, timeout: float | None = None) -> bool:
@@ -320,7 +369,7 @@ class SweepSession:
         ``RuntimeError`` while a sweep runs; ``ValueError`` without a result to keep or if
         ``label`` is already used.
         """
-        self.main.run_pending()
+        self._settle()
         if self._sweeping:
             raise RuntimeError("a sweep is running: keep its result once it ends (w.wait())")
         result = self.result
@@ -342,7 +391,7 @@ class SweepSession:
         inside a slow batch: it stops and restores when that batch returns."""
         ended = self._runner.shutdown(timeout)
         self._probes.join(timeout)  # short; it restores the state after every probe
-        self.main.run_pending()
+        self._settle()
         return ended
 
     def _view(self) -> SweepView:
@@ -388,7 +437,7 @@ class SweepSession:
         self._view().run_finished(partial, self._beta)
 
     def _on_finish(self, error: BaseException | None) -> None:
-        self.error = error
+        self._error = error
         try:
             result = self.engine.result if self.engine is not None else None
             seconds = time.perf_counter() - self._sweep_started_at
@@ -402,7 +451,7 @@ class SweepSession:
         self._on_ended()
 
     def _curvature_done(self, estimate: CurvatureEstimate | None, note: str) -> None:
-        self.curvature = estimate
+        self._curvature = estimate
         self._on_curvature(estimate, note)
 
 

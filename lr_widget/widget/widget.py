@@ -21,6 +21,7 @@ import torch
 import traitlets
 
 from lr_widget.engine.batches import LossFn
+from lr_widget.engine.sweep import LRFinder
 from lr_widget.results.compare import Comparison
 from lr_widget.results.confirmation import CONFIRM_RULE, Confirmation
 from lr_widget.results.curvature import CurvatureEstimate
@@ -168,13 +169,14 @@ class LRWidget(ipywidgets.VBox):
             curvature_inputs=(loss_fn, engine_options.get("step_fn")),
             update_interval_s=update_interval_s,
         )
-        self.finder = session.finder
         self._autostart, self._autostarted = autostart, False
         self._targets = LRTargets(apply_to, assign_to, swept_optimizer=self._swept_optimizer)
         settings = session.settings
         self.plot = LossPlot(*x_range(settings, result))
         self.controls = Controls(dataclasses.replace(settings, beta=session.beta), tuple(RULES))
-        self._display = SweepDisplay(self.plot, self.controls, optimizer_note(self.finder, result))
+        self._display = SweepDisplay(
+            self.plot, self.controls, optimizer_note(session.finder, result)
+        )
         self.selection = Selection(session.recorded_lrs)
         super().__init__(children=[self.plot.figure, *self.controls.rows()])
         traitlets.link((self.selection, "lr"), (self, "lr"))
@@ -263,6 +265,11 @@ class LRWidget(ipywidgets.VBox):
         self.controls.train_steps.value = steps or 0  # its observer re-reads the suggestions
 
     @property
+    def finder(self) -> LRFinder | None:
+        """The sweep that trains the model (``None`` for a saved result shown alone)."""
+        return self.session.finder
+
+    @property
     def error(self) -> BaseException | None:
         """The exception that ended the latest sweep, or ``None``."""
         return self.session.error
@@ -270,7 +277,6 @@ class LRWidget(ipywidgets.VBox):
     @property
     def running(self) -> bool:
         """Whether a sweep is in progress (from :meth:`run` until its end is shown)."""
-        self.session.main.run_pending()
         return self.session.sweeping
 
     @property
@@ -298,7 +304,6 @@ class LRWidget(ipywidgets.VBox):
         """Start a sweep with the slider values in a background thread; ``False`` while one
         runs. ``RuntimeError`` without a model or once closed; ``ValueError``/``TypeError`` for
         invalid slider values (also shown in the status line)."""
-        self.session.main.run_pending()
         if self.finder is not None and self._closed:
             raise RuntimeError("this LRWidget is closed")
         self._autostarted = True
@@ -323,7 +328,6 @@ class LRWidget(ipywidgets.VBox):
         ``TimeoutError`` after ``timeout`` seconds, and the exception that ended the sweep."""
         if not (self.session.join(timeout) and self.session.join_probes(timeout)):
             raise TimeoutError(f"the sweep (or confirmation) still runs after {timeout} s")
-        self.session.main.run_pending()
         if self.session.error is not None:
             raise self.session.error
         return self.result
@@ -385,7 +389,6 @@ class LRWidget(ipywidgets.VBox):
         thread, as the Confirm button does. When they end, :attr:`confirmation` holds the outcome,
         the status line says it, and a decisive winner becomes :attr:`lr`. ``False`` while a sweep
         or probes run; ``RuntimeError`` without a model, ``ValueError`` without an LR to confirm."""
-        self.session.main.run_pending()
         if lr is None:
             lr = self.lr if self.lr is not None else self.session.suggested_lr(CONFIRM_RULE)
         started = self.session.confirm(lr, self._events.confirmed, **options)
@@ -396,7 +399,6 @@ class LRWidget(ipywidgets.VBox):
     @property
     def confirmation(self) -> Confirmation | None:
         """What the latest :meth:`confirm` found (``None`` before it ends)."""
-        self.session.main.run_pending()
         return self.session.confirmation
 
     def apply(self, optimizer: torch.optim.Optimizer | None = None) -> float:
@@ -414,8 +416,7 @@ class LRWidget(ipywidgets.VBox):
 
     def clear_kept(self) -> None:
         """Remove every kept result (the whole :attr:`comparison`) from the plot."""
-        self.session.main.run_pending()
-        self.session.comparison.clear()
+        self.session.clear_kept()
         self._display.draw_kept(self.session)
 
     def show_curvature(self, estimate: CurvatureEstimate | None) -> None:
@@ -424,7 +425,7 @@ class LRWidget(ipywidgets.VBox):
         ``None`` removes it."""
         if estimate is not None and not isinstance(estimate, CurvatureEstimate):
             raise TypeError(f"estimate must be a CurvatureEstimate or None, got {estimate!r}")
-        self._events.curvature(estimate, "")
+        self.session.show_curvature(estimate)
 
     # -- display ----------------------------------------------------------------------------
     def _repr_mimebundle_(self, **kwargs: Any) -> Any:

@@ -69,10 +69,14 @@ def test_a_session_sweeps_in_its_thread_and_hands_the_end_to_the_main_thread() -
     session, view, ended = _session()
     assert session.start({}) is True
     assert session.join(60)
-    assert session.sweeping  # until the main thread has taken the end over
+    assert ended == []  # the end is posted to the main thread, not yet taken over
+    seen_elsewhere: list[bool] = []
+    other = threading.Thread(target=lambda: seen_elsewhere.append(session.sweeping))
+    other.start()
+    other.join()
+    assert seen_elsewhere == [True]  # another thread reads the state and runs nothing
     assert ended == []
-    session.main.run_pending()
-    assert not session.sweeping
+    assert not session.sweeping  # a read in the main thread first runs the posted end
     assert ended == [threading.current_thread().name]
     hooks = [hook for hook, _ in view.calls]
     assert hooks[0] == "sweep_started"

@@ -21,8 +21,8 @@ import torch.distributed as dist
 
 from lr_widget.engine.state import local_shard
 from lr_widget.find import find_lr
+from tests.engine.test_distributed import DEADLINE_S, WORLD_SIZE, _free_port, _sharded_loader
 from tests.helpers import make_batches, make_classifier
-from tests.test_distributed import DEADLINE_S, WORLD_SIZE, _free_port, _sharded_loader
 
 SWEEP: dict[str, Any] = {"start_lr": 1e-3, "end_lr": 1e4, "num_steps": 40}
 

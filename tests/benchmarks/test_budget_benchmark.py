@@ -200,7 +200,7 @@ def test_length_truth_interpolates_in_log_lr_and_reads_its_oracle() -> None:
 def test_the_readme_table_is_the_one_the_committed_results_give() -> None:
     from benchmarks.budget_report import README_END, README_START, readme_with_table
 
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]
     document = json.loads((root / "benchmarks/results/budget-rescored.json").read_text())
     readme = (root / "README.md").read_text(encoding="utf-8")
     assert readme_with_table(readme, document) == readme, (
@@ -214,7 +214,7 @@ def test_the_readme_table_is_the_one_the_committed_results_give() -> None:
 def test_the_default_rules_constants_are_the_committed_cross_validated_choice() -> None:
     from lr_widget.suggestions import length
 
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]
     document = json.loads((root / "benchmarks/results/budget-rescored.json").read_text())
     part = document["scorings"][document["headline_scoring"]]
     family = f"family /{length.DIVISOR_AT_REFERENCE:g} x(N/100)^{length.LENGTH_EXPONENT:g}"
@@ -224,7 +224,7 @@ def test_the_default_rules_constants_are_the_committed_cross_validated_choice() 
 
 
 def test_the_readme_describes_the_benchmark_the_code_runs() -> None:
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]
     text = " ".join((root / "README.md").read_text(encoding="utf-8").split())
     factors = ", ".join(f"{factor}x" for factor in bc.LENGTH_FACTORS[:-1])
     assert f"{factors} and {bc.LENGTH_FACTORS[-1]}x each task's base budget" in text

@@ -380,7 +380,7 @@ def test_bad_settings_are_rejected_with_their_name(options: dict[str, Any], name
 
 def test_an_optimizer_of_another_model_is_rejected() -> None:
     other = torch.optim.SGD(tiny_mlp().parameters(), lr=0.1)
-    with pytest.raises(ValueError, match="optimizer holds none of the model.s parameters"):
+    with pytest.raises(ValueError, match=r"optimizer holds none of the model.s parameters"):
         estimate_curvature(tiny_mlp(), tiny_batches(), optimizer=other)
 
 

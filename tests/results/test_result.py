@@ -103,7 +103,10 @@ def test_resmoothing_needs_no_new_sweep() -> None:
     resmoothed = result.with_beta(0.0)
     assert resmoothed.smoothed_losses[:3].tolist() == [1.1, 0.9, 0.7]
     assert result.beta == 0.9
-    assert resmoothed.losses is result.losses
+    # A copy shares nothing: editing it leaves the original as it was.
+    assert list(resmoothed.losses) == list(result.losses)
+    resmoothed.losses[0] = 99.0
+    assert result.losses[0] != 99.0
 
 
 def test_repr_reads_as_a_summary() -> None:

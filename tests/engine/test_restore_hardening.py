@@ -333,7 +333,10 @@ def _saved(tmp_path: Path, **changes: Any) -> Path:
         ({"beta": "high"}, "beta must be a number"),
         ({"settings": [1, 2]}, "settings must be a JSON object"),
         ({"version": -1}, "unsupported range-test result version -1"),
-        ({"metadata": {"confirmation": {"probes": 3}}}, "metadata.confirmation is unusable"),
+        ({"metadata": {"confirmation": {"probes": 3}}}, "the saved confirmation is unusable"),
+        ({"confirmation": {"probes": 3}}, "the saved confirmation is unusable"),
+        ({"settings": {"num_steps": 1}}, "settings are not valid: num_steps must be"),
+        ({"settings": {"beta": "high"}}, "settings are not valid: beta must be"),
     ],
 )
 def test_a_bad_field_is_refused_naming_the_file(
@@ -478,7 +481,7 @@ def test_the_readme_states_the_limits_the_code_enforces() -> None:
     from lr_widget.results.jsonfile import MAX_NESTING
     from lr_widget.widget.widget import CLOSE_WAIT_S
 
-    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
     text = " ".join(readme.split())
     assert f"`w.close()` waits at most {CLOSE_WAIT_S:g} s" in text
     assert f"regular files of at most {MAX_DOCUMENT_BYTES // 2**20} MiB" in text

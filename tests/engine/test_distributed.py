@@ -342,7 +342,7 @@ def test_accelerate_notebook_launcher_runs_the_sweep_on_two_cpu_processes(tmp_pa
     pytest.importorskip("accelerate", reason="Accelerate is an optional launcher")
     script = tmp_path / "notebook.py"
     script.write_text(ACCELERATE_NOTEBOOK, encoding="utf-8")
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root), *sys.path])}
     completed = subprocess.run(
         [sys.executable, str(script), str(tmp_path), str(_free_port())],

@@ -25,7 +25,7 @@ from benchmarks import (
 )
 from benchmarks.quality_report import quality_section
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(autouse=True)
