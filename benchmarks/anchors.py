@@ -62,9 +62,9 @@ class Setup:
 
     model: nn.Module
     make_optimizer: OptimizerFactory
-    train_loader: DataLoader
+    train_loader: DataLoader[tuple[Tensor, Tensor]]
     loss_fn: Callable[[Tensor, Tensor], Tensor]
-    val_loader: DataLoader | None = None
+    val_loader: DataLoader[tuple[Tensor, Tensor]] | None = None
 
 
 @dataclass
@@ -134,7 +134,7 @@ def prepare_bare(setup: Setup, spec: SweepSpec) -> Runner:
                 group["lr"] = lr
             optimizer.zero_grad(set_to_none=True)
             loss = loss_fn(model(inputs), targets)
-            loss.backward()
+            loss.backward()  # type: ignore[no-untyped-call]
             optimizer.step()
             losses.append(loss.item())
         return Sweep(lrs, losses)
@@ -213,6 +213,7 @@ def prepare_lr_widget_live(setup: Setup, spec: SweepSpec) -> Runner:
     browser would receive.
     """
     from lr_widget import LRWidget
+    from lr_widget.results.range_test import RangeTestResult
 
     sent = _count_widget_messages()
 
@@ -239,6 +240,8 @@ def prepare_lr_widget_live(setup: Setup, spec: SweepSpec) -> Runner:
         widget.run()
         widget.wait()
         result = widget.result
+        if not isinstance(result, RangeTestResult):  # None, or a repeated sweep's runs
+            raise RuntimeError(f"the widget's sweep left {result!r}, not one range test")
         return Sweep(
             list(result.lrs), result.curve.tolist(), {}, {"result": result, "traffic": traffic}
         )
@@ -274,7 +277,9 @@ def prepare_fastai(setup: Setup, spec: SweepSpec) -> Runner:
             )  # fmt: skip
         lrs = [float(lr) for lr in learner.recorder.lrs]
         losses = [float(loss) for loss in learner.recorder.losses]
-        suggestions = {} if found is None else {k: float(v) for k, v in found._asdict().items()}
+        suggestions: dict[str, float | None] = {}
+        if found is not None:
+            suggestions = {str(k): float(v) for k, v in found._asdict().items()}
         return Sweep(lrs, losses, suggestions, {"workdir": workdir})
 
     return run
@@ -296,7 +301,8 @@ def prepare_lightning(setup: Setup, spec: SweepSpec) -> Runner:
     _quiet_lightning()
     start, end, steps = _resolve("lightning", spec)
 
-    class Module(pl.LightningModule):
+    # Without Lightning installed (the main venv, where mypy runs) its base class is Any.
+    class Module(pl.LightningModule):  # type: ignore[misc, unused-ignore]
         def __init__(self) -> None:
             super().__init__()
             self.model = setup.model

@@ -43,6 +43,7 @@ from typing import Any
 import numpy as np
 
 from benchmarks import quality_cache as qc
+from benchmarks.common import RESULTS_DIR
 from benchmarks.tasks import TASKS, TrainOutcome, get_task, train_at_lr
 
 __all__ = [
@@ -60,7 +61,7 @@ __all__ = [
     "window_indices",
 ]
 
-BUDGET_CACHE_PATH = qc.CACHE_PATH.parent / "budget-cache.json"
+BUDGET_CACHE_PATH = RESULTS_DIR / "budget-cache.json"
 LENGTH_FACTORS = (1, 6, 30)
 """Training lengths, as multiples of a task's base budget: 30x spans the issue's 30x and reaches
 1,800-4,800 steps (20-140 epochs) on these tasks."""
@@ -261,7 +262,7 @@ def plan_jobs(
                         continue
                     ends = lengths_of(task)[-1:] if schedule == "constant" else lengths_of(task)
                     for end in ends:
-                        job = (RUN, schedule, task, qc.GRID[index], seed, end)
+                        job: tuple[Any, ...] = (RUN, schedule, task, qc.GRID[index], seed, end)
                         if job_key(job) not in budget["jobs"]:
                             target = 4 if seed in ORACLE_SEEDS else stage
                             stages[target].append((cost * end, job))

@@ -1,16 +1,20 @@
 """The RESULTS.md section of the realistic-budget benchmark, and the README table, rendered from
-``results/budget-rescored.json`` (written by :mod:`benchmarks.budget_rescore`)."""
+``results/budget-rescored.json`` (written by :mod:`benchmarks.budget_rescore`).
+
+The training lengths are read from the document (its ``per_length`` keys), not from
+:data:`benchmarks.budget_cache.LENGTH_FACTORS`, so rendering needs neither torch nor the tasks.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Any
 
-from benchmarks import budget_cache as bc
-from benchmarks.budget_rescore import ORACLE
+from benchmarks.split import DEV_TASKS, HELD_OUT_TASKS
 
 __all__ = [
     "ANCHOR_ROWS",
+    "ORACLE",
     "OUR_ROWS",
     "budget_headline",
     "budget_section",
@@ -40,7 +44,10 @@ ANCHOR_ROWS = (
 )
 ANCHOR_DEFAULTS = ("fastai/valley", "torch-lr-finder/steep", "lightning/steep")
 """Each anchor's own default suggestion."""
-_LENGTH_KEYS = (*[str(factor) for factor in bc.LENGTH_FACTORS], "all")
+ORACLE = "oracle (best LR on seeds 3-5)"
+"""The oracle's method name (scored by :mod:`benchmarks.budget_rescore`)."""
+ALL_LENGTHS = "all"
+"""The ``per_length`` key of the scores over every length together."""
 
 
 def _cell(summary: dict[str, Any], method: str) -> str:
@@ -50,15 +57,22 @@ def _cell(summary: dict[str, Any], method: str) -> str:
     return f"x{entry['geo_mean']:.2f} ({entry['within_10pct']}/{entry['count']})"
 
 
+def _lengths(part: dict[str, Any]) -> list[str]:
+    """The length factors ``part`` was scored at, shortest first, as its ``per_length`` keys
+    (``"1"``, ``"6"``, ``"30"``)."""
+    return [key for key in part["per_length"] if key != ALL_LENGTHS]
+
+
 def _length_name(key: str) -> str:
-    return "all lengths" if key == "all" else f"{key}x"
+    return "all lengths" if key == ALL_LENGTHS else f"{key}x"
 
 
 def _table(part: dict[str, Any], split: str, rows: Sequence[str]) -> list[str]:
-    header = ["method", *[_length_name(key) for key in _LENGTH_KEYS]]
+    keys = [*_lengths(part), ALL_LENGTHS]
+    header = ["method", *[_length_name(key) for key in keys]]
     lines = ["| " + " | ".join(header) + " |", "| " + " | ".join("---" for _ in header) + " |"]
     for method in rows:
-        cells = [_cell(part["per_length"][key][split], method) for key in _LENGTH_KEYS]
+        cells = [_cell(part["per_length"][key][split], method) for key in keys]
         if any(cell != "-" for cell in cells):
             lines.append(f"| {method} | " + " | ".join(cells) + " |")
     return lines
@@ -74,7 +88,7 @@ def targets(part: dict[str, Any]) -> list[str]:
     held = part["per_length"]
     ours, unknown = "for_length, length given", "for_length, length not given"
     lines = []
-    for key in _LENGTH_KEYS[:-1]:
+    for key in _lengths(part):
         summary = held[key]["held_out"]
         if ours not in summary:
             continue
@@ -91,7 +105,7 @@ def targets(part: dict[str, Any]) -> list[str]:
             f"within 10% (target >= 80%: {_yes(share >= 0.8)}), ahead of every anchor: "
             f"{_yes(ahead)}"
         )
-    overall = held["all"]["held_out"]
+    overall = held[ALL_LENGTHS]["held_out"]
     if unknown in overall:
         ahead = all(
             overall[unknown]["geo_mean"] < overall[anchor]["geo_mean"]
@@ -110,12 +124,12 @@ def _yes(flag: bool) -> str:
 
 
 def _task_table(part: dict[str, Any]) -> list[str]:
-    header = ["task", "split", *[f"best LR {k}x (noise, oracle)" for k in _LENGTH_KEYS[:-1]]]
+    header = ["task", "split", *[f"best LR {k}x (noise, oracle)" for k in _lengths(part)]]
     lines = ["| " + " | ".join(header) + " |", "| " + " | ".join("---" for _ in header) + " |"]
     for split, names in (("dev", part["dev_tasks"]), ("held out", part["held_out_tasks"])):
         for task in names:
             cells = []
-            for key in _LENGTH_KEYS[:-1]:
+            for key in _lengths(part):
                 entry = part["tasks"][task][key]
                 oracle = entry["oracle_regret"]
                 oracle_text = "-" if oracle is None else f"+{100 * oracle:.0f}%"
@@ -136,10 +150,10 @@ def budget_headline(document: dict[str, Any]) -> list[str]:
     for method in ("for_length, length given", "for_length, length not given", *ANCHOR_ROWS):
         per = [
             _cell(part["per_length"][key]["held_out"], method).split(" ")[0]
-            for key in _LENGTH_KEYS[:-1]
+            for key in _lengths(part)
         ]
         cells.append(f"`{method}` {' / '.join(per)}")
-    lengths = " / ".join(f"{factor}x" for factor in bc.LENGTH_FACTORS)
+    lengths = " / ".join(f"{factor}x" for factor in _lengths(part))
     return [
         f"Suggestions for the training you will run, held-out geo-mean of loss / best at "
         f"{lengths} the task's budget ({len(part['held_out_tasks'])} tasks complete): "
@@ -168,7 +182,7 @@ def budget_section(document: dict[str, Any]) -> str:
         "seed's scores in log LR. Cells: geometric mean over tasks of (loss at the pick) / (best "
         "loss), and the tasks within 10% of the best.",
         "",
-        f"Tasks complete: {complete} of {len(bc_tasks())} (development: "
+        f"Tasks complete: {complete} of {_task_count()} (development: "
         f"{', '.join(part['dev_tasks']) or 'none'}; held out: "
         f"{', '.join(part['held_out_tasks']) or 'none'}). The split is that of the quality "
         "benchmark, fine-tuning and mid-training tasks added to it before their ground truth "
@@ -209,17 +223,17 @@ def budget_section(document: dict[str, Any]) -> str:
 
 def _length_examples(part: dict[str, Any]) -> list[str]:
     tasks = [*part["dev_tasks"], *part["held_out_tasks"]][:2]
-    lengths = _LENGTH_KEYS[:-1]
+    lengths = _lengths(part)
     return [
         f"{task}: " + ", ".join(f"{part['tasks'][task][key]['length']:,}" for key in lengths)
         for task in tasks
     ]
 
 
-def bc_tasks() -> list[str]:
-    from benchmarks.tasks import TASKS
-
-    return [task.name for task in TASKS]
+def _task_count() -> int:
+    """How many tasks there are: the split covers every one of :data:`benchmarks.tasks.TASKS`
+    (checked by the benchmark tests)."""
+    return len(DEV_TASKS) + len(HELD_OUT_TASKS)
 
 
 README_START, README_END = "<!-- budget-table:start -->", "<!-- budget-table:end -->"
@@ -235,7 +249,7 @@ def readme_table(document: dict[str, Any]) -> str:
     status = (
         f"Held-out tasks measured at every length so far: {len(held)} "
         f"({', '.join(held) or 'none yet'}); development tasks: {len(dev)} of the "
-        f"{len(bc_tasks())} tasks in all (the computation runs over several sessions)."
+        f"{_task_count()} tasks in all (the computation runs over several sessions)."
     )
     lines = [status, ""]
     if "selection" in part:
@@ -247,13 +261,13 @@ def readme_table(document: dict[str, Any]) -> str:
             f"`{assumed['pick'].rsplit(' ', 1)[-1]}` steps (x{assumed['cv_geo_mean']:.3f}).",
             "",
         ]
-    overall = part["per_length"]["all"]["held_out"]
+    overall = part["per_length"][ALL_LENGTHS]["held_out"]
     ours = overall.get("for_length, length given")
     if ours is not None:
         ahead = [
             f"{anchor} (x{overall[anchor]['geo_mean']:.2f}"
             + (
-                f", on its {overall[anchor]['count'] // len(bc.LENGTH_FACTORS)} tasks)"
+                f", on its {overall[anchor]['count'] // len(_lengths(part))} tasks)"
                 if overall[anchor]["count"] != ours["count"]
                 else ")"
             )

@@ -30,9 +30,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from benchmarks import budget_cache as bc
 from benchmarks import quality_cache as qc
+from benchmarks.budget_report import ORACLE, readme_with_table
+from benchmarks.common import RESULTS_DIR
 from benchmarks.rescore import anchor_picks, interpolated_score, lr_widget_picks
 from benchmarks.split import DEV_TASKS, HELD_OUT_TASKS
 from benchmarks.stats import geometric_mean
@@ -47,9 +50,7 @@ __all__ = [
     "successive_halving",
 ]
 
-RESULTS = qc.CACHE_PATH.parent
 WITHIN = 0.10
-ORACLE = "oracle (best LR on seeds 3-5)"
 HEADLINE_SCORING = bc.SCORINGS[0]
 """Runs scored at their best checkpoint: see :data:`benchmarks.budget_cache.SCORINGS`."""
 DIVISOR_GRID = (1.0, 1.5, 2.0, 3.0, 4.0, 5.0, 7.0, 10.0)
@@ -80,8 +81,9 @@ class LengthTruth:
     window_low: float
 
     @property
-    def means(self) -> np.ndarray:
-        return np.mean([self.scores[seed] for seed in qc.SEEDS], axis=0)
+    def means(self) -> NDArray[np.float64]:
+        means: NDArray[np.float64] = np.mean([self.scores[seed] for seed in qc.SEEDS], axis=0)
+        return means
 
     @property
     def best_index(self) -> int:
@@ -137,7 +139,7 @@ def truths(
         i for i in range(window.stop, len(grid))
         if all(bc.diverged_short(short, i, seed) for seed in qc.SEEDS)
     ]  # fmt: skip
-    out = []
+    out: list[LengthTruth] = []
     for factor, length in zip(bc.LENGTH_FACTORS, lengths, strict=True):
         # 1x: the whole grid (its runs outside the window are the 1x runs, scored at their end)
         indices = list(range(len(grid))) if factor == 1 else [*window, *above]
@@ -182,7 +184,7 @@ def length_family_pick(
     """The ``for_length`` family's pick: ``lowest / (divisor * (steps / 100) ** exponent)``."""
     if lowest is None:
         return None
-    factor = divisor * (steps / 100) ** exponent
+    factor: float = divisor * (steps / 100) ** exponent  # float ** float is typed Any
     return lowest / min(max(factor, 1.0), 100.0)
 
 
@@ -431,12 +433,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     budget = qc.load_cache(bc.BUDGET_CACHE_PATH)
     document = report(quality, budget)
     from benchmarks import report as results_report
-    from benchmarks.budget_report import readme_with_table
 
-    path = RESULTS / "budget-rescored.json"
+    path = RESULTS_DIR / "budget-rescored.json"
     path.write_text(json.dumps(document, indent=1))
-    results_report.write_results(RESULTS)
-    readme = RESULTS.parent.parent / "README.md"
+    results_report.write_results(RESULTS_DIR)
+    readme = RESULTS_DIR.parent.parent / "README.md"
     readme.write_text(readme_with_table(readme.read_text(encoding="utf-8"), document), "utf-8")
     for scoring, part in document["scorings"].items():
         chosen = part.get("selection", {})

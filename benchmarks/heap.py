@@ -29,20 +29,17 @@ import subprocess
 import sys
 import time
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
+
+from benchmarks.common import RESULTS_DIR
 
 __all__ = [
     "MMAP_THRESHOLD_BYTES",
     "TRIM_THRESHOLD_BYTES",
-    "describe_thresholds",
-    "heap_headline",
-    "heap_section",
     "keep_freed_memory",
     "summarise",
 ]
 
-RESULTS_DIR = Path(__file__).resolve().parent / "results"
 MODES = ("default", "kept")  # glibc's own thresholds; keep_freed_memory()'s
 MODEL, NUM_STEPS, TIMED_SWEEPS = "mid-cnn", 100, 2
 
@@ -69,18 +66,6 @@ def _thresholds() -> dict[str, int]:
         "mmap_threshold_bytes": MMAP_THRESHOLD_BYTES,
         "trim_threshold_bytes": TRIM_THRESHOLD_BYTES,
     }
-
-
-def describe_thresholds(thresholds: dict[str, int]) -> str:
-    """The thresholds as :func:`keep_freed_memory` returns them, in words.
-
-    >>> describe_thresholds(_thresholds())
-    'mmap threshold 32 MiB, trim threshold 1024 MiB'
-    """
-    return (
-        f"mmap threshold {thresholds['mmap_threshold_bytes'] >> 20} MiB, "
-        f"trim threshold {thresholds['trim_threshold_bytes'] >> 20} MiB"
-    )
 
 
 # -- measuring ----------------------------------------------------------------------------------
@@ -152,50 +137,6 @@ def summarise(rounds: Sequence[dict[str, list[dict[str, float]]]]) -> dict[str, 
         "cpu_ratio": median(ratios),
         "cpu_ratio_interval": median_interval(ratios),
     }
-
-
-# -- reporting ----------------------------------------------------------------------------------
-def heap_headline(results: dict[str, Any]) -> list[str]:
-    """One bullet: the kept heap's CPU time over glibc's default on the headless sweep."""
-    from benchmarks.report import fmt
-
-    low, high = results["cpu_ratio_interval"]
-    default, kept = results["modes"]["default"], results["modes"]["kept"]
-    return [
-        f"glibc keeping freed memory (`benchmarks/heap.py`): a headless {results['model']} "
-        f"sweep x{fmt(results['cpu_ratio'])} CPU time (95% {fmt(low)}-{fmt(high)}), "
-        f"{fmt(default['minor_faults'])} -> {fmt(kept['minor_faults'])} page faults per sweep."
-    ]
-
-
-def heap_section(results: dict[str, Any]) -> str:
-    """A row per heap setting: CPU and system seconds and page faults per sweep."""
-    from benchmarks.report import environment_section, fmt, markdown_table
-
-    low, high = results["cpu_ratio_interval"]
-    rows = [
-        [mode, fmt(f["cpu_s"]), fmt(f["system_s"]), fmt(f["minor_faults"])]
-        for mode, f in results["modes"].items()
-    ]
-    return "\n\n".join(
-        [
-            "## glibc's heap: freed memory kept or handed back",
-            "Command: `.venv-bench/bin/python -m benchmarks.heap`. A headless `find_lr` sweep "
-            f"with every suggestion, {results['model']} ({results['description']}), "
-            f"{results['num_steps']} steps, in the main thread with one torch thread; each "
-            f"setting in its own process, {results['rounds']} rounds alternating the order, "
-            f"{TIMED_SWEEPS} timed sweeps per process after a warm-up. `kept`: "
-            f"{describe_thresholds(results['thresholds'])}, set with `mallopt` (the same as "
-            "`MALLOC_MMAP_THRESHOLD_` and `MALLOC_TRIM_THRESHOLD_` in the environment); the "
-            "widget-cost benchmark runs with it.",
-            markdown_table(
-                ["heap", "CPU s per sweep (median)", "system s", "minor page faults"], rows
-            ),
-            f"Kept / default CPU time, per round: x{fmt(results['cpu_ratio'])} "
-            f"(95% {fmt(low)}-{fmt(high)}).",
-            environment_section(results["environment"]),
-        ]
-    )
 
 
 def run_benchmark(rounds: int) -> dict[str, Any]:

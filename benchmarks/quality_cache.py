@@ -14,8 +14,8 @@ Everything that needs training is done here, once, and written to
 * every anchor's own suggestions from its own sweep at its defaults.
 
 Run ``python -m benchmarks.quality_cache`` (resumable: jobs already in the cache are skipped,
-and the cache is written as jobs finish); then ``python -m benchmarks.quality`` scores every
-rule from the cache in about a minute.
+and the cache is written as jobs finish); then ``python -m benchmarks.rescore`` scores every
+rule from the cache in seconds.
 """
 
 from __future__ import annotations
@@ -33,11 +33,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from benchmarks.common import RESULTS_DIR
 from benchmarks.tasks import TASKS, get_task, log_grid, train_at_lr
 
 __all__ = ["ANCHOR_TOOLS", "CACHE_PATH", "GRID", "SEEDS", "SWEEP_REPEATS", "jobs_for", "main"]
 
-CACHE_PATH = Path(__file__).resolve().parent / "results" / "quality-cache.json"
+CACHE_PATH = RESULTS_DIR / "quality-cache.json"
 SEEDS = (0, 1, 2)
 GRID = tuple(log_grid(1e-5, 10.0, 4))
 """Constant LRs of the ground truth: 1e-5 to 10, four per decade (25 LRs)."""

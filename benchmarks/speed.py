@@ -40,12 +40,12 @@ from torch.nn import functional as F
 
 from benchmarks import report
 from benchmarks.anchors import ANCHORS, Setup, SweepSpec, prepare
+from benchmarks.common import RESULTS_DIR
 from benchmarks.stats import median, pairwise_ratios, quartiles
 from benchmarks.tasks import batch_loader
 
 __all__ = ["SPEED_MODELS", "SpeedModel", "main", "summarise_model"]
 
-RESULTS_DIR = Path(__file__).resolve().parent / "results"
 BASELINE = "bare"
 CONTROL = "bare-again"
 HEADLESS, LIVE = "lr_widget", "lr_widget-live"
@@ -223,7 +223,7 @@ def snapshot_accounting(model: SpeedModel, keep_grads: bool) -> dict[str, int]:
     setup = model.build(0)
     optimizer = setup.make_optimizer(setup.model.parameters(), 1e-3)
     inputs, targets = next(iter(setup.train_loader))
-    setup.loss_fn(setup.model(inputs), targets).backward()
+    setup.loss_fn(setup.model(inputs), targets).backward()  # type: ignore[no-untyped-call]
     optimizer.step()
     if not keep_grads:
         optimizer.zero_grad(set_to_none=True)
@@ -298,7 +298,8 @@ class Worker:
             raise RuntimeError(
                 f"the {self.contender} worker exited (code {self.process.wait()}); see its log"
             )
-        return json.loads(line)
+        message: dict[str, Any] = json.loads(line)
+        return message
 
     def request(self, message: str) -> dict[str, Any]:
         assert self.process.stdin is not None

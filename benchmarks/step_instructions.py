@@ -32,17 +32,16 @@ import subprocess
 import sys
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any
 
 import torch
 
 from benchmarks import report, step_overhead
+from benchmarks.common import RESULTS_DIR
 from benchmarks.environment import describe_environment
 
 __all__ = ["main", "parse_collected", "summarise"]
 
-RESULTS_DIR = Path(__file__).resolve().parent / "results"
 CONTENDERS = ("bare", "lr_widget")
 WARMUP_STEPS = 50
 SHORT_STEPS, LONG_STEPS = 50, 250
@@ -139,8 +138,13 @@ def native_extra_per_sweep(rounds: int = 21) -> float:
 def run(valgrind: str) -> dict[str, Any]:
     """Every count (two processes at a time), then the native rate, then the figures."""
     jobs = [(name, steps) for name in CONTENDERS for steps in (0, SHORT_STEPS, LONG_STEPS)]
+
+    def count_job(job: tuple[str, int]) -> int:
+        contender, steps = job
+        return _count(contender, steps, valgrind)
+
     with ThreadPoolExecutor(max_workers=2) as pool:
-        found = list(pool.map(lambda job: _count(*job, valgrind), jobs))
+        found = list(pool.map(count_job, jobs))
     counts: dict[str, dict[int, int]] = {name: {} for name in CONTENDERS}
     for (name, steps), count in zip(jobs, found, strict=True):
         counts[name][steps] = count

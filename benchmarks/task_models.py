@@ -84,7 +84,8 @@ class TinyResNet(nn.Module):
         self.head = nn.Linear(channels, classes)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.head(self.blocks(self.stem(x)).mean(dim=(2, 3)))
+        logits: Tensor = self.head(self.blocks(self.stem(x)).mean(dim=(2, 3)))
+        return logits
 
 
 class CharLSTM(nn.Module):
@@ -98,7 +99,8 @@ class CharLSTM(nn.Module):
 
     def forward(self, tokens: Tensor) -> Tensor:
         hidden, _ = self.lstm(self.embed(tokens))
-        return self.head(hidden)
+        logits: Tensor = self.head(hidden)
+        return logits
 
 
 class CharRNN(nn.Module):
@@ -112,7 +114,8 @@ class CharRNN(nn.Module):
 
     def forward(self, tokens: Tensor) -> Tensor:
         hidden, _ = self.gru(self.embed(tokens))
-        return self.head(hidden)
+        logits: Tensor = self.head(hidden)
+        return logits
 
 
 class CharTransformer(nn.Module):
@@ -133,7 +136,8 @@ class CharTransformer(nn.Module):
         length = tokens.shape[1]
         mask = nn.Transformer.generate_square_subsequent_mask(length)
         hidden = self.embed(tokens) + self.position[:length]
-        return self.head(self.norm(self.blocks(hidden, mask=mask, is_causal=True)))
+        logits: Tensor = self.head(self.norm(self.blocks(hidden, mask=mask, is_causal=True)))
+        return logits
 
 
 def torch_randn_positions(width: int) -> Tensor:
@@ -159,7 +163,8 @@ class TinyGPT2(nn.Module):
         self.gpt2 = GPT2LMHeadModel(config)
 
     def forward(self, tokens: Tensor) -> Tensor:
-        return self.gpt2(input_ids=tokens).logits
+        logits: Tensor = self.gpt2(input_ids=tokens).logits
+        return logits
 
 
 def token_cross_entropy(logits: Tensor, targets: Tensor) -> Tensor:

@@ -121,7 +121,9 @@ def head_name(model: nn.Module) -> str:
     >>> head_name(nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2)))
     '2'
     """
-    names = [name for name, module in model.named_modules() if isinstance(module, nn.Linear)]
+    names: list[str] = [
+        name for name, module in model.named_modules() if isinstance(module, nn.Linear)
+    ]
     if not names:
         raise ValueError(f"{type(model).__name__} has no nn.Linear head")
     return names[-1]

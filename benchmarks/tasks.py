@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
-from torch.utils.data import BatchSampler, DataLoader, RandomSampler
+from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler
 
 from benchmarks import task_data as td
 from benchmarks import task_models as tm
@@ -50,7 +50,7 @@ RECORDED_TRAIN_LOSSES = 40
 """Training losses kept from the start of each run: the probes a confirmation step would run."""
 
 
-class TensorPairs:
+class TensorPairs(Dataset[tuple[Tensor, Tensor]]):
     """A dataset of ``(x, y)`` rows indexed by a whole list of row numbers at once.
 
     With ``DataLoader(..., batch_size=None, sampler=BatchSampler(...))`` each batch is one tensor
@@ -75,7 +75,7 @@ class TensorPairs:
 
 def batch_loader(
     inputs: Tensor, targets: Tensor, batch_size: int, seed: int, shuffle: bool = True
-) -> DataLoader:
+) -> DataLoader[tuple[Tensor, Tensor]]:
     """A torch ``DataLoader`` of shuffled ``(x, y)`` batches (last partial batch dropped).
 
     A real ``DataLoader`` because every anchor insists on one; shuffling is seeded, so two
@@ -115,11 +115,11 @@ class Task:
     warm_up_steps: int = 0
     warm_up_lr: float = 0.0
 
-    def train_loader(self, data: TaskData, seed: int) -> DataLoader:
+    def train_loader(self, data: TaskData, seed: int) -> DataLoader[tuple[Tensor, Tensor]]:
         """The shuffled training loader for ``seed``."""
         return batch_loader(data.train_x, data.train_y, self.batch_size, seed)
 
-    def val_loader(self, data: TaskData) -> DataLoader:
+    def val_loader(self, data: TaskData) -> DataLoader[tuple[Tensor, Tensor]]:
         """The validation set in fixed order, in batches of the task's batch size."""
         return batch_loader(data.val_x, data.val_y, self.batch_size, 0, shuffle=False)
 
@@ -358,7 +358,7 @@ def initial_val_loss(task: Task, data: TaskData, seed: int) -> float:
     return val_loss(task, model, data)
 
 
-def _cycle(loader: DataLoader) -> Iterator[tuple[Tensor, Tensor]]:
+def _cycle(loader: DataLoader[tuple[Tensor, Tensor]]) -> Iterator[tuple[Tensor, Tensor]]:
     while True:
         yield from loader
 

@@ -47,14 +47,15 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
 
 from benchmarks import report
 from benchmarks.anchors import SweepSpec, prepare
+from benchmarks.common import RESULTS_DIR
 from benchmarks.speed import END_LR, SPEED_MODELS, START_LR
+from benchmarks.speed_report import WIDGET_TARGETS
 from benchmarks.stats import median, median_interval, pairwise_ratios, quartiles
 from benchmarks.widget_cost_report import widget_cost_headline
 
@@ -68,7 +69,6 @@ __all__ = [
     "summarise_case",
 ]
 
-RESULTS_DIR = Path(__file__).resolve().parent / "results"
 BASELINE, CONTROL, IN_THREAD = "headless", "headless-again", "headless-in-thread"
 LIVE, FRESH_THREAD = "live", "live-fresh-thread"
 CONTENDERS = (BASELINE, CONTROL, IN_THREAD, LIVE, FRESH_THREAD)
@@ -89,10 +89,10 @@ class WidgetCase:
 
 CASES = (
     WidgetCase("tiny-mlp, 2 steps", "tiny-mlp", 2, 41),
-    WidgetCase("tiny-mlp", "tiny-mlp", 100, 41, report.WIDGET_TARGETS["tiny-mlp"]),
+    WidgetCase("tiny-mlp", "tiny-mlp", 100, 41, WIDGET_TARGETS["tiny-mlp"]),
     # The per-sweep cost is fixed, so it shrinks as a share of a longer sweep.
     WidgetCase("tiny-mlp, 400 steps", "tiny-mlp", 400, 21),
-    WidgetCase("mid-cnn", "mid-cnn", 100, 21, report.WIDGET_TARGETS["mid-cnn"]),
+    WidgetCase("mid-cnn", "mid-cnn", 100, 21, WIDGET_TARGETS["mid-cnn"]),
 )
 
 
@@ -130,7 +130,7 @@ def install_session_comm() -> None:
 
     session = Session(key=SESSION_KEY)  # signs, as a kernel started with a key does
 
-    class SessionComm(BaseComm):  # type: ignore[misc]
+    class SessionComm(BaseComm):
         def publish_msg(
             self,
             msg_type: str,

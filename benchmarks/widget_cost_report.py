@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from benchmarks.report import _quick_flag, environment_section, fmt, markdown_table
+from benchmarks.common import environment_section, fmt, markdown_table, quick_flag
 
 __all__ = ["widget_cost_headline", "widget_cost_section"]
 
@@ -62,7 +62,7 @@ def widget_cost_section(results: dict[str, Any]) -> str:
     """A table per case: every contender's ratio to ``headless`` in CPU and wall time."""
     parts = [
         "## The live widget's own cost",
-        f"Command: `.venv-bench/bin/python -m benchmarks.widget_cost{_quick_flag(results)}`. "
+        f"Command: `.venv-bench/bin/python -m benchmarks.widget_cost{quick_flag(results)}`. "
         "Every contender runs in "
         "one process (one torch thread), each on its own copy of the same model, in interleaved "
         "rounds whose order rotates; a ratio divides a contender's time by `headless`'s in the "

@@ -13,17 +13,17 @@ import torch
 
 from benchmarks import (
     anchors,
+    common,
     heap,
-    quality,
     report,
-    scoring,
     speed,
+    split,
     stats,
     step_instructions,
     tasks,
     widget_cost,
 )
-from benchmarks.quality_report import quality_section
+from lr_widget.suggestions.registry import RULES
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -103,7 +103,7 @@ def test_fresh_models_are_seeded() -> None:
 def test_every_task_is_listed_once_and_the_splits_cover_them() -> None:
     names = [task.name for task in tasks.TASKS]
     assert len(names) == len(set(names)) >= 5
-    assert sorted(quality.DEV_TASKS + quality.HELD_OUT_TASKS) == sorted(names)
+    assert sorted(split.DEV_TASKS + split.HELD_OUT_TASKS) == sorted(names)
     with pytest.raises(KeyError, match="no task"):
         tasks.get_task("imagenet")
 
@@ -126,7 +126,7 @@ def test_bare_loop_and_lr_widget_take_every_step_and_only_lr_widget_restores() -
 
 def test_lr_widget_contender_reports_every_rule() -> None:
     sweep = anchors.prepare("lr_widget", speed.tiny_mlp_setup(0), anchors.SweepSpec(num_steps=30))()
-    assert set(sweep.suggestions) == set(quality.LR_WIDGET_RULES)
+    assert set(sweep.suggestions) == set(RULES)
 
 
 def test_unknown_contender_is_refused() -> None:
@@ -139,7 +139,7 @@ def test_exp_schedule_matches_its_end_points() -> None:
     assert lrs == pytest.approx([1e-4, 1e-3, 1e-2])
 
 
-# -- statistics and scoring ---------------------------------------------------------------------
+# -- statistics -------------------------------------------------------------------------
 
 
 def test_pairwise_ratios_divide_within_each_repetition() -> None:
@@ -161,39 +161,6 @@ def test_regret_and_geometric_mean() -> None:
         stats.geometric_mean([1.0, 0.0])
     with pytest.raises(ValueError, match="best_loss"):
         stats.regret(1.0, 0.0)
-
-
-def test_best_on_grid_takes_the_lowest_mean_over_seeds() -> None:
-    assert scoring.best_on_grid({1e-3: [0.5, 0.7], 1e-2: [0.4, 0.6], 0.1: [0.2, 2.0]}) == (
-        0.01,
-        0.5,
-    )
-
-
-def test_combinations_need_their_rules() -> None:
-    combined = scoring.combine({"steep": 1e-1, "valley": 1e-3, "minimum": 1e-2, "slide": None})
-    assert combined["valley*minimum"] == pytest.approx(10**-2.5)
-    assert combined["median of rules"] == pytest.approx(1e-2)
-    assert scoring.combine({"valley": 1e-3, "minimum": None})["valley*minimum"] is None
-
-
-def test_method_regret_scores_a_missing_answer_as_the_initial_loss() -> None:
-    scores = {(1e-3, 0): 1.0}
-    numbers = scoring.method_regret([(0, 1e-3), (1, None)], scores, {0: 3.0, 1: 2.0}, best=1.0)
-    assert numbers["mean_score"] == pytest.approx(1.5)
-    assert numbers["regret"] == pytest.approx(0.5)
-    assert numbers["no_answer"] == 1
-    assert numbers["lr"] == pytest.approx(1e-3)
-
-
-def test_summaries_and_ranking() -> None:
-    regrets = {"a": {"t1": 0.0, "t2": 0.21}, "b": {"t1": 0.05, "t2": 0.05}, "c": {"t1": 0.0}}
-    summary = scoring.summarise_methods(regrets, ["t1", "t2"])
-    assert set(summary) == {"a", "b"}  # c misses a task
-    assert summary["a"]["geo_mean_factor"] == pytest.approx(1.1)
-    assert summary["a"]["within_10pct"] == 1
-    assert summary["b"]["within_10pct"] == 2
-    assert scoring.rank_methods(summary, ["a", "b", "c"]) == ["b", "a"]
 
 
 # -- orchestration and reports ------------------------------------------------------------------
@@ -221,28 +188,6 @@ def test_speed_summary_uses_ratios_of_the_same_repetition() -> None:
     assert engine["best_time_ratio"] == pytest.approx(1.1)
     assert engine["overhead_us_per_step"] == pytest.approx(1e4)
     assert engine["extra_over_bare_mib"] == pytest.approx(10 / 1024)
-
-
-def test_collect_picks_pairs_each_suggestion_with_its_seed() -> None:
-    plan = quality.Plan(
-        ("t",),
-        (quality.get_config("lr_widget"), quality.get_config("lr_widget 3 repeats")),
-        (1e-3,),
-        (0, 1),
-        1,
-        quick=True,
-    )
-    rules = {"steep": 1e-2, "valley": 1e-3, "minimum": 1e-2, "slide": None}
-    replies = {
-        ("sweep", "lr_widget", "t", 0): {"suggestions": rules},
-        ("sweep", "lr_widget", "t", 1): {"error": "boom"},
-        ("sweep", "lr_widget 3 repeats", "t", 0): {"suggestions": rules},
-    }
-    picks, errors = quality.collect_picks(plan, replies)
-    assert picks["t"]["lr_widget/valley"] == [(0, 1e-3), (1, None)]
-    assert picks["t"]["lr_widget 3 repeats/valley"] == [(0, 1e-3), (1, 1e-3)]
-    assert errors == ["lr_widget on t (seed 1): boom"]
-    assert ("train", "t", 1e-3, 1) in quality.scoring_jobs(picks)
 
 
 def _speed_results() -> dict:
@@ -284,56 +229,69 @@ def _speed_results() -> dict:
     }
 
 
-def _quality_results() -> dict:
-    method = {"regret": 0.05, "mean_score": 1.05, "lr": 1e-3, "lrs": [1e-3], "no_answer": 0}
-    task = {
-        "description": "test task",
-        "best_lr": 1e-3,
-        "best_score": 1.0,
-        "initial_score": 2.0,
-        "methods": {"lr_widget/valley": method, "fastai/valley": method},
+def _widget_cost_results() -> dict:
+    def row(ratio: float) -> dict:
+        return {
+            "median_cpu_ms": 100.0 * ratio,
+            "cpu_ratio": ratio,
+            "cpu_ratio_quartiles": [ratio, ratio],
+            "cpu_ratio_interval": [ratio - 0.01, ratio + 0.01],
+            "cpu_extra_ms": 100.0 * (ratio - 1),
+            "wall_ratio": ratio,
+            "wall_ratio_quartiles": [ratio, ratio],
+        }
+
+    case = {
+        "case": "tiny-mlp",
+        "description": "test",
+        "num_steps": 10,
+        "rounds": 3,
+        "target": 1.05,
+        "contenders": {"headless": row(1.0), "headless-again": row(1.0), "live": row(1.02)},
+        "messages_per_sweep": 12,
+        "largest_message_bytes": 2048,
+        "drawing_cpu_ratio": 1.02,
+        "drawing_cpu_ratio_interval": [1.01, 1.03],
+        "drawing_cpu_extra_ms": 2.0,
     }
-    summary = {"geo_mean_factor": 1.05, "within_10pct": 1, "worst_regret": 0.05, "tasks": 1}
-    return {
-        "quick": True,
-        "environment": {"cpu": "test CPU", "anchors": {}},
-        "grid": [1e-4, 1e-3],
-        "seeds": [0],
-        "groups": {"all": ["t"], "dev": ["t"]},
-        "tasks": {"t": task},
-        "default_methods": {"lr_widget": "lr_widget/valley", "fastai": "fastai/valley"},
-        "summary": {
-            "all": {"lr_widget/valley": summary, "fastai/valley": summary},
-            "dev": {"lr_widget/valley": summary},
-        },
-        "selection": {
-            "lr_widget": {
-                "dev_ranking": ["lr_widget/valley"],
-                "held_out_ranking": [],
-                "dev_pick": "lr_widget/valley",
-                "held_out_place_of_pick": None,
-            }
-        },
-        "timings": {"wall_s": 60.0, "jobs_cpu_s": 100.0, "jobs": 3},
-        "errors": [],
-    }
+    return {"quick": True, "environment": {"cpu": "test CPU", "anchors": {}}, "cases": [case]}
 
 
-def test_results_file_has_both_sections_with_their_numbers(tmp_path) -> None:
+def test_quick_results_file_has_both_quick_sections_with_their_numbers(tmp_path) -> None:
     import json
 
-    (tmp_path / "results").mkdir()
-    (tmp_path / "results" / "speed-quick.json").write_text(json.dumps(_speed_results()))
-    (tmp_path / "results" / "quality-quick.json").write_text(json.dumps(_quality_results()))
-    written = report.write_results(tmp_path / "results", quick=True)
+    results = tmp_path / "results"
+    results.mkdir()
+    (results / "speed-quick.json").write_text(json.dumps(_speed_results()))
+    (results / "widget_cost-quick.json").write_text(json.dumps(_widget_cost_results()))
+    (results / "speed.json").write_text(json.dumps({**_speed_results(), "quick": False}))
+    written = report.write_results(results, quick=True)
     assert written == tmp_path / "RESULTS-quick.md"
     text = written.read_text()
-    assert "## Speed and memory" in text
-    assert "## Suggestion quality" in text
+    assert text.index("## Headline") < text.index("## Speed and memory")
+    assert text.index("## Speed and memory") < text.index("## The live widget's own cost")
+    assert "`.venv-bench/bin/python -m benchmarks.speed --quick`" in text
     assert "test CPU" in text
     assert "| tiny-mlp: lr_widget within 10% of the bare loop | x1.05 | x1.02 | yes |" in text
-    assert "+5.0% @ 1.0e-03" in text
     assert "time / bare loop: lr_widget x1.05 (CPU x1.02, +11 µs CPU per step)" in text
+    assert "| tiny-mlp: live widget within 5% of headless (CPU) | x1.02 (95% 1.01-1.03) | " \
+        "yes (the whole 95% interval) |" in text  # fmt: skip
+    assert "Live widget / headless, CPU time in one process, kernel-encoded messages: " \
+        "tiny-mlp x1.02" in text  # fmt: skip
+    assert not (tmp_path / "RESULTS.md").exists()  # the full results are left alone
+
+
+def test_the_results_file_renders_the_sections_in_order_and_refuses_unknown_results() -> None:
+    assert [section.stem for section in report.SECTIONS] == [
+        "speed", "widget_cost", "heap", "step_instructions", "budget-rescored", "quality-rescored",
+    ]  # fmt: skip
+    assert [section.stem for section in report.SECTIONS if section.has_quick] == [
+        "speed",
+        "widget_cost",
+    ]
+    assert "## Headline" not in report.render({})
+    with pytest.raises(KeyError, match="quality"):
+        report.render({"quality": {}})
 
 
 def test_instruction_counts_give_per_step_and_per_sweep_figures_and_render() -> None:
@@ -355,7 +313,7 @@ def test_instruction_counts_give_per_step_and_per_sweep_figures_and_render() -> 
         **figures, "environment": {"cpu": "test CPU"}, "model": "MLP", "warmup_steps": 50,
         "steps": [short, long], "native_extra_ms_per_sweep": 1.5,
     }  # fmt: skip
-    text = report.render(None, None, None, results)
+    text = report.render({"step_instructions": results})
     assert "## Instructions per step" in text
     assert "| lr_widget - bare | +30 | +5,000 |" in text
     assert "under 20 µs (by instructions) | 30 µs (x1.0300 of the bare step) | **no** |" in text
@@ -363,7 +321,7 @@ def test_instruction_counts_give_per_step_and_per_sweep_figures_and_render() -> 
     assert "+5,000 instructions per sweep (1.5 ms CPU, timed natively)" in text
 
 
-@pytest.mark.parametrize("module", [stats, step_instructions, report, heap])
+@pytest.mark.parametrize("module", [stats, step_instructions, common, heap])
 def test_the_benchmarks_docstring_examples_hold(module) -> None:
     import doctest
 
@@ -463,8 +421,7 @@ def test_widget_cost_times_every_contender_and_renders_its_verdicts(monkeypatch)
     assert summaries[0]["contenders"]["live"]["cpu_ratio"] == pytest.approx(1.01)
     assert summaries[0]["contenders"]["live"]["cpu_extra_ms"] == pytest.approx(1.0)
     assert summaries[0]["drawing_cpu_ratio"] == pytest.approx(1.01)  # live / headless-in-thread
-    text = report.render(None, None, widget_cost={"environment": {"cpu": "test CPU"},
-                                                  "cases": summaries})  # fmt: skip
+    text = report.render({"widget_cost": {"environment": {"cpu": "test CPU"}, "cases": summaries}})
     assert "## The live widget's own cost" in text
     assert "| tiny-mlp: live widget within 5% of headless (CPU) | x1.01 (95% 1.01-1.01) | " \
         "yes (the whole 95% interval) |" in text  # fmt: skip
@@ -473,15 +430,9 @@ def test_widget_cost_times_every_contender_and_renders_its_verdicts(monkeypatch)
     assert "The drawing alone (`live` / `headless-in-thread`, same round): x1.01 (95% " in text
 
 
-def test_quality_section_renders_alone() -> None:
-    text = quality_section(_quality_results())
-    assert "lr_widget/valley (default)" in text
-    assert "test task" in text
-
-
 def test_markdown_table_and_number_format() -> None:
-    assert report.fmt(None) == "-"
-    assert report.fmt(float("nan")) == "-"
-    assert report.fmt(1.23456) == "1.23"
-    assert report.fmt(1e-6) == "1.00e-06"
-    assert report.markdown_table(["a"], [[3]]).splitlines()[-1] == "| 3 |"
+    assert common.fmt(None) == "-"
+    assert common.fmt(float("nan")) == "-"
+    assert common.fmt(1.23456) == "1.23"
+    assert common.fmt(1e-6) == "1.00e-06"
+    assert common.markdown_table(["a"], [[3]]).splitlines()[-1] == "| 3 |"
