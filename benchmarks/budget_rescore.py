@@ -36,7 +36,7 @@ from benchmarks import budget_cache as bc
 from benchmarks import quality_cache as qc
 from benchmarks.budget_report import ORACLE, readme_with_table
 from benchmarks.common import RESULTS_DIR
-from benchmarks.rescore import anchor_picks, interpolated_score, lr_widget_picks
+from benchmarks.rescore import anchor_picks, interpolated_score, lr_widget_picks, sweep_runs
 from benchmarks.split import DEV_TASKS, HELD_OUT_TASKS
 from benchmarks.stats import geometric_mean
 from benchmarks.tasks import RECORDED_TRAIN_LOSSES
@@ -253,6 +253,26 @@ class TaskPicks:
     steep: Picks
 
 
+def reference_points(quality: dict[str, Any], task: str) -> tuple[Picks, Picks]:
+    """Per seed, what the library reads off its sweep: the LR the ``for_length`` family divides
+    (the lowest point, or where the loss starts to rise on a flat curve), and the centre of a
+    confirmation (:func:`~lr_widget.results.confirmation.confirm_centre`)."""
+    from lr_widget.results.confirmation import confirm_centre
+    from lr_widget.suggestions.length import LENGTH_RULE, REFERENCE_STEPS, divisor_for
+
+    reference: Picks = {}
+    centres: Picks = {}
+    for seed in qc.SEEDS:
+        sweep = sweep_runs(quality, task, seed)[0]
+        at_reference = sweep.suggest(LENGTH_RULE, REFERENCE_STEPS).lr
+        reference[seed] = (
+            None if at_reference is None else at_reference * divisor_for(REFERENCE_STEPS)
+        )
+        centre = confirm_centre(sweep.suggestions())
+        centres[seed] = None if centre is None else centre.lr
+    return reference, centres
+
+
 def task_picks(quality: dict[str, Any], budget: dict[str, Any], task: str) -> TaskPicks:
     picks = lr_widget_picks(quality, task) | anchor_picks(quality, task)
     picks = {
@@ -260,7 +280,7 @@ def task_picks(quality: dict[str, Any], budget: dict[str, Any], task: str) -> Ta
         if not name.startswith(("EMA ", "3 repeats")) and "width" not in name
     }  # fmt: skip
     picks["for_length, length not given"] = picks.pop("for_length")
-    lowest = {seed: None if lr is None else lr * 10 for seed, lr in picks["minimum"].items()}
+    lowest, centres = reference_points(quality, task)
     picks["successive halving (160 steps)"] = {
         seed: successive_halving(quality, task, seed) for seed in qc.SEEDS
     }
@@ -271,8 +291,7 @@ def task_picks(quality: dict[str, Any], budget: dict[str, Any], task: str) -> Ta
         }
     for steps in PROBE_LENGTHS:
         picks[f"minimum + confirm ({steps}-step probes)"] = {
-            seed: probe_pick(quality, budget, task, seed, picks["minimum"][seed], steps)
-            for seed in qc.SEEDS
+            seed: probe_pick(quality, budget, task, seed, centres[seed], steps) for seed in qc.SEEDS
         }
     return TaskPicks(picks, lowest, picks["steep"])
 

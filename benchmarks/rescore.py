@@ -87,7 +87,7 @@ class TaskTruth:
 
 
 # -- lr_widget's picks --------------------------------------------------------------------------
-def _runs(cache: dict[str, Any], task: str, seed: int) -> list[Any]:
+def sweep_runs(cache: dict[str, Any], task: str, seed: int) -> list[Any]:
     from lr_widget.results.range_test import RangeTestResult
 
     sweeps = cache["jobs"][f"sweep|lr_widget|{task}|{seed}"]["runs"]
@@ -107,7 +107,7 @@ def lr_widget_picks(cache: dict[str, Any], task: str) -> dict[str, Picks]:
     }
     picks: dict[str, Picks] = {}
     for seed in cache["seeds"]:
-        runs = _runs(cache, task, seed)
+        runs = sweep_runs(cache, task, seed)
         first = runs[0]
         curve = first.lag_free_curve
         for name in REGISTRY:

@@ -25,7 +25,7 @@ from lr_widget.engine.recording import StepCallback
 from lr_widget.engine.repeated_sweep import RepeatCallback
 from lr_widget.engine.runner import RangeTestRunner, make_runner
 from lr_widget.engine.sweep import LRFinder
-from lr_widget.results.confirmation import CONFIRM_RULE, check_confirm_options
+from lr_widget.results.confirmation import check_confirm_options, confirm_centre
 from lr_widget.results.protocol import SweepResult
 from lr_widget.results.range_test import RangeTestResult
 from lr_widget.results.repeated import RepeatedRangeTest
@@ -136,11 +136,11 @@ def find_lr(
     confirm
         ``True`` (or a dict of :func:`~lr_widget.diagnostics.confirm.confirm_lr` options:
         ``factors``, ``steps``, ``tail``): after the sweep, train short probes at 1/3, 1 and 3 times
-        the ``minimum`` rule's LR (:data:`~lr_widget.results.confirmation.CONFIRM_RULE`) from the
-        restored state (restored again after each) and keep what they found in
-        ``result.confirmation`` (saved with it);
+        the ``minimum`` rule's LR (:data:`~lr_widget.results.confirmation.CONFIRM_RULE`; on a
+        flat curve the default's) from the restored state (restored again after each) and keep
+        what they found in ``result.confirmation`` (saved with it);
         ``result.confirmation.winner`` is the LR to take. It costs ``steps`` (30) steps per probe;
-        nothing is probed when that rule has no answer.
+        nothing is probed when neither rule has an answer.
     **options
         ``val_data``, ``step_fn``, ``grad_scaler`` (a ``GradScaler``, or ``True`` for a new one),
         ``scheduler`` (an LR scheduler attached to the optimizer: its state is snapshotted and
@@ -203,12 +203,14 @@ def find_lr(
 
 
 def confirm_result(result: SweepResult, finder: LRFinder, options: Mapping[str, Any]) -> None:
-    """Probe around ``result``'s :data:`~lr_widget.results.confirmation.CONFIRM_RULE` LR with
-    ``finder``'s model, data and step path, and keep the verdict in ``result``; nothing is probed
-    when that rule has no answer. ``find_lr(confirm=...)`` and ``lr-widget --confirm`` use it."""
-    centre = result.suggest(CONFIRM_RULE).lr
-    if centre is not None:
-        result.confirmation = confirm_with(finder, centre, **options)
+    """Probe around ``result``'s :func:`~lr_widget.results.confirmation.confirm_centre` (the
+    :data:`~lr_widget.results.confirmation.CONFIRM_RULE` LR, or the default's on a flat curve)
+    with ``finder``'s model, data and step path, and keep the verdict in ``result``; nothing is
+    probed when neither rule has an answer. ``find_lr(confirm=...)`` and ``lr-widget --confirm``
+    use it."""
+    centre = confirm_centre(result.suggestions())
+    if centre is not None and centre.lr is not None:
+        result.confirmation = confirm_with(finder, centre.lr, **options)
 
 
 def _confirm_options(confirm: bool | Mapping[str, Any]) -> dict[str, Any] | None:

@@ -63,6 +63,7 @@ _MIN_NEIGHBOURS = 3
 _BISQUARE_SCALE = 6.0  # Cleveland's LOWESS: residuals beyond 6 median absolute residuals weigh 0
 _CHUNK = 64
 _BLOW_UP_RUN = 3
+_BLOW_UP_SPREADS = 3.0
 
 
 def blow_up_cut(losses: Sequence[float] | np.ndarray) -> int:
@@ -70,7 +71,8 @@ def blow_up_cut(losses: Sequence[float] | np.ndarray) -> int:
 
     The curve is cut at its first non-finite loss, and at the first point after its lowest
     point from which the loss stays, three points in a row, above where the sweep started (the
-    median of the first tenth of the points, at least three): past that the model is worse than
+    median of the first tenth of the points, at least three, plus three times their robust
+    spread, so that batch noise on a flat curve is not a blow-up): past that the model is worse than
     untrained, which says nothing about good learning rates and pulls any smoother upwards. One
     bad batch is a spike, not the blow-up. A curve that never climbs back, or never fell below
     its start, keeps every finite point.
@@ -88,7 +90,10 @@ def blow_up_cut(losses: Sequence[float] | np.ndarray) -> int:
     if stop == 0:
         return 0
     head = values[: max(3, stop // 10)][:stop]
-    start_level = float(np.median(head))
+    # Above the start by more than its batch noise: on a flat, noisy curve (a trained model)
+    # three points in a row above the median come by chance every few steps.
+    spread = 1.4826 * float(np.median(np.abs(head - np.median(head))))
+    start_level = float(np.median(head)) + _BLOW_UP_SPREADS * spread
     lowest = int(np.argmin(values[:stop]))
     if lowest < head.size:  # never fell below its start: no blow-up after a minimum to cut
         return stop
@@ -161,6 +166,44 @@ def lag_free(
         fit = _local_linear(x, y, width / 2, robustness)
     out[:keep] = fit
     return out
+
+
+def fit_noise(
+    lrs: Sequence[float] | np.ndarray,
+    losses: Sequence[float] | np.ndarray,
+    fit: Sequence[float] | np.ndarray,
+    width: float = LAG_FREE_WIDTH,
+) -> float:
+    """The standard error of the lag-free ``fit`` at a point: how far batch noise alone moves it.
+
+    The batch-to-batch noise is the robust spread (1.4826 median absolute deviations) of the raw
+    ``losses`` about the ``fit`` where the fit is defined; a tricube-weighted average of the
+    points within ``width / 2`` decades divides it by ``sum(w) / sqrt(sum(w ** 2))``, computed
+    at the middle of the fitted range with the sweep's own spacing. Differences between two
+    points of the fit smaller than a few of these are noise, not shape. NaN when fewer than
+    three points are fitted.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> lrs = np.logspace(-6, 0, 101)
+    >>> noise = np.random.default_rng(0).normal(0.0, 0.1, lrs.size)
+    >>> fit = np.full(lrs.size, 1.0)
+    >>> 0.02 < fit_noise(lrs, 1.0 + noise, fit) < 0.05  # 0.1 over about 4 to 5 points' worth
+    True
+    """
+    log_lrs, values = _lag_free_inputs(lrs, losses, width, 0)
+    fitted = np.asarray(fit, dtype=np.float64)
+    defined = np.isfinite(fitted) & np.isfinite(values)
+    if fitted.shape != values.shape or int(defined.sum()) < 3:
+        return math.nan
+    residuals = values[defined] - fitted[defined]
+    sigma = 1.4826 * float(np.median(np.abs(residuals - np.median(residuals))))
+    x = log_lrs[defined]
+    middle = x[x.size // 2]
+    ratio = np.minimum(np.abs(x - middle) / (width / 2), 1.0)
+    weights = (1 - ratio**3) ** 3
+    return sigma * float(np.sqrt(np.sum(weights**2))) / float(np.sum(weights))
 
 
 def _lag_free_inputs(

@@ -34,7 +34,6 @@ class BatchStream:
         self._data = data
         self._name = data_name
         self._iterator: Iterator[Any] | None = None
-        self.passes = 0
         self._yielded_this_pass = 0
         self.batches_seen = 0
 
@@ -49,7 +48,6 @@ class BatchStream:
         except StopIteration:
             if self._yielded_this_pass == 0:
                 raise self._exhausted_error() from None
-            self.passes += 1
             self._yielded_this_pass = 0
             self._iterator = iter(self._data)
             return next(self)

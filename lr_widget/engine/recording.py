@@ -70,6 +70,7 @@ class CurveRecorder:
         self.train_ema = DebiasedEMA(settings.beta)
         self.val_ema = DebiasedEMA(settings.beta)
         self.best = math.inf
+        self.warmup = divergence_warmup(settings.num_steps)
         self.started = time.perf_counter()
         self._seconds_by_step: dict[int, float] = {}
         self._step_times: list[float] = result.timings.setdefault("step_s", [])
@@ -126,7 +127,11 @@ class CurveRecorder:
         watched = (
             event.smoothed_loss if event.smoothed_val_loss is None else event.smoothed_val_loss
         )
-        self.best = min(self.best, watched)
+        # The first few averages are of a handful of batches: on a trained model, where one
+        # batch's loss can be ten times the next, the lowest of them is a lucky batch, and
+        # "4 x the best" fired at step 2. The best counts from the end of that warm-up.
+        if event.step >= self.warmup:
+            self.best = min(self.best, watched)
         factor = self.settings.diverge_factor
         if diverged(watched, self.best, factor):
             raise SweepEnded(
@@ -134,6 +139,20 @@ class CurveRecorder:
                 f"smoothed loss {watched:.4g} exceeded {factor:g} x its minimum {self.best:.4g} at "
                 f"step {event.step} (lr {event.lr:.2e})",
             )
+
+
+DIVERGENCE_WARMUP_STEPS = 10
+"""Steps whose smoothed loss cannot be the best the divergence test compares against."""
+
+
+def divergence_warmup(num_steps: int) -> int:
+    """The steps, from the first, not yet counted in the best smoothed loss: the EMA's first
+    :data:`DIVERGENCE_WARMUP_STEPS`, at most a tenth of the sweep.
+
+    >>> divergence_warmup(100), divergence_warmup(30), divergence_warmup(5)
+    (10, 3, 0)
+    """
+    return min(DIVERGENCE_WARMUP_STEPS, num_steps // 10)
 
 
 def diverged(smoothed: float, best: float, factor: float) -> bool:

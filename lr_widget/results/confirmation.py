@@ -23,6 +23,8 @@ from typing import Any
 import numpy as np
 
 from lr_widget.curves.arguments import ArgumentTypeError, require_int, require_lr, require_real
+from lr_widget.suggestions.curve import Suggestion
+from lr_widget.suggestions.registry import DEFAULT_RULE
 
 DEFAULT_FACTORS = (1 / 3, 1.0, 3.0)
 """Candidate LRs, as multiples of the suggestion: a third, the suggestion, three times it."""
@@ -36,6 +38,25 @@ CONFIRM_RULE = "minimum"
 (x1.14 there; probing around the default ``minimum_third`` scored x1.33)."""
 CONFIRM_OPTIONS = frozenset({"factors", "steps", "tail"})
 """The options of :func:`confirm_lr` that ``find_lr(confirm={...})`` passes on."""
+
+
+def confirm_centre(suggestions: Mapping[str, Suggestion]) -> Suggestion | None:
+    """The suggestion a confirmation centres on, from a result's ``suggestions()``:
+    :data:`CONFIRM_RULE`'s, or, when it has none because the curve is flat (no descent beyond
+    batch noise), the default rule's, which then reads where the loss starts to rise: the case
+    where probing helps most. ``None`` without either; else the one returned has ``lr=None``
+    and its reason when neither answers.
+
+    >>> flat = Suggestion(CONFIRM_RULE, None, None, None, "flat curve")
+    >>> default = Suggestion(DEFAULT_RULE, 1e-3, 5, 0.5, "the rise, divided")
+    >>> confirm_centre({CONFIRM_RULE: flat, DEFAULT_RULE: default}).lr
+    0.001
+    """
+    own = suggestions.get(CONFIRM_RULE)
+    if own is not None and own.ok:
+        return own
+    fallback = suggestions.get(DEFAULT_RULE)
+    return fallback if fallback is not None and fallback.ok else own
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ shares with repeated sweeps.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -23,7 +24,7 @@ from numpy.typing import NDArray
 from typing_extensions import Self
 
 from lr_widget.curves.arguments import require_fraction
-from lr_widget.curves.smoothing import LAG_FREE_WIDTH, debiased_ema, lag_free
+from lr_widget.curves.smoothing import LAG_FREE_WIDTH, debiased_ema, fit_noise, lag_free
 from lr_widget.results.confirmation import Confirmation
 from lr_widget.results.jsonfile import (
     DocumentError,
@@ -36,7 +37,7 @@ from lr_widget.results.jsonfile import (
 from lr_widget.results.protocol import SweepResult, write_csv
 from lr_widget.results.settings import parse_settings
 from lr_widget.results.spread import NoiseBand
-from lr_widget.suggestions.curve import Suggestion
+from lr_widget.suggestions.curve import Flat, Suggestion, prepare
 from lr_widget.suggestions.length import check_train_steps, describe_length
 from lr_widget.suggestions.registry import CURVE_READ, DEFAULT_RULE, suggest
 
@@ -108,7 +109,7 @@ class RangeTestResult(SweepResult):
     metadata: dict[str, Any] = field(default_factory=dict)
     confirmation: Confirmation | None = None
     # The last lag-free fit and what it was computed from: every rule reads it.
-    _fit_cache: tuple[bytes, np.ndarray] | None = field(
+    _fit_cache: tuple[bytes, np.ndarray, float] | None = field(
         default=None, init=False, repr=False, compare=False
     )
 
@@ -161,15 +162,36 @@ class RangeTestResult(SweepResult):
         """The curve the suggestions read: :func:`~lr_widget.curves.smoothing.lag_free` of
         :attr:`raw_curve` (a zero-phase fit in log LR, NaN past the blow-up), which puts a
         minimum where the raw loss has it, where the EMA lags it by up to a decade."""
+        return self._fitted()[0]
+
+    @property
+    def curve_noise(self) -> float:
+        """The standard error of :attr:`lag_free_curve` from batch noise
+        (:func:`~lr_widget.curves.smoothing.fit_noise`): a descent of a few of these is noise,
+        not shape. NaN for a curve too short to tell."""
+        return self._fitted()[1]
+
+    @property
+    def flat(self) -> Flat | None:
+        """What the curve still tells when it has no descent beyond batch noise
+        (:class:`~lr_widget.suggestions.curve.Flat`: where the loss starts to rise), or
+        ``None`` when it descends (or is too short to read at all)."""
+        fit, noise = self._fitted()
+        if not fit.size:
+            return None
+        curve = prepare(self.lrs, fit, noise)
+        return None if isinstance(curve, str) else curve.flat
+
+    def _fitted(self) -> tuple[np.ndarray, float]:
         if not self.lrs:
-            return np.empty(0)
+            return np.empty(0), math.nan
         raw = self.raw_curve
         key = np.asarray(self.lrs, dtype=np.float64).tobytes() + raw.tobytes()
         if self._fit_cache is None or self._fit_cache[0] != key:
             fit = lag_free(self.lrs, raw, LAG_FREE_WIDTH)
             fit.flags.writeable = False  # shared by every reader of the cache
-            self._fit_cache = (key, fit)
-        return self._fit_cache[1]
+            self._fit_cache = (key, fit, fit_noise(self.lrs, raw, fit, LAG_FREE_WIDTH))
+        return self._fit_cache[1], self._fit_cache[2]
 
     def with_beta(self, beta: float) -> Self:
         """A copy re-smoothed with ``beta`` (no new sweep; this result is unchanged)."""
@@ -213,7 +235,8 @@ class RangeTestResult(SweepResult):
         """The suggestion of ``rule`` (one of :data:`lr_widget.suggestions.RULES`), read off
         :attr:`lag_free_curve`, for ``train_steps`` of training (``None``: the length given to
         the sweep, else the default rule assumes one; the other rules ignore it)."""
-        return suggest(self.lrs, self.lag_free_curve, rule, self._length(train_steps))
+        fit, noise = self._fitted()
+        return suggest(self.lrs, fit, rule, self._length(train_steps), noise)
 
     # -- serialisation ----------------------------------------------------------------------
     def _to_fields(self) -> dict[str, Any]:

@@ -246,12 +246,15 @@ class RepeatedRangeTest(SweepResult):
         """
         spread = self.spread(rule, train_steps)
         lr = spread.median_lr
+        flat = sum(run.flat is not None for run in self.runs)
+        flat_note = f"flat curve in {flat} of {len(self.runs)} runs; " if flat else ""
         if lr is None:
-            reason = f"no run gave an answer ({len(self.runs)} runs)"
+            first = spread.suggestions[0].reason if spread.suggestions else "no runs"
+            reason = f"no run gave an answer ({len(self.runs)} runs; the first: {first})"
             return Suggestion(rule, None, None, None, reason)
         band = self.band()
         index = nearest_index(band.lrs, lr)
-        reason = f"median of the runs' picks: {spread.describe()}"
+        reason = f"{flat_note}median of the runs' picks: {spread.describe()}"
         return Suggestion(rule, lr, index, float(band.median[index]), reason)
 
     def median_curve_suggestion(

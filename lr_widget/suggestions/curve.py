@@ -15,6 +15,12 @@ smoothed curve works. Every rule first prepares the curve the same way (:func:`p
    (span at most ``FLAT_TOLERANCE`` of the loss magnitude) or one whose loss never falls by more
    than ``MIN_RELATIVE_DROP`` of its magnitude gets a ``Suggestion`` with ``lr=None`` and a
    reason instead of an arbitrary pick.
+5. Name a curve with no descent beyond batch noise (:class:`Flat`): when the caller knows the
+   noise of the curve (the results pass :func:`~lr_widget.curves.smoothing.fit_noise`), a
+   curve whose largest fall is at most ``NOISE_SIGMAS`` times it has nothing for a rule to read
+   (typically a model already trained, the forum's "I ran the finder after a few epochs and
+   there is no descent"). What such a curve still tells is where the loss starts to rise; the
+   rules that read a descent answer nothing and say so, and the default reads the rise instead.
 
 Slopes are always taken against ``log10(lr)``, never the raw LR: differentiating in raw LR
 (Lightning 2.5.3) weights the smallest LRs by ``1 / lr`` and drags every answer to the left.
@@ -24,8 +30,9 @@ Indices in a ``Suggestion`` always refer to the arrays the caller passed in, unt
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -43,6 +50,13 @@ FLAT_TOLERANCE = 1e-4
 """A curve whose loss span is at most this fraction of its largest ``|loss|`` is flat."""
 MIN_RELATIVE_DROP = 1e-3
 """A curve must fall somewhere by more than this fraction of its largest ``|loss|``."""
+
+NOISE_SIGMAS = 6.0
+"""A descent of at most this many standard errors of the curve (batch noise) is no descent.
+
+Chosen on the development tasks' sweeps in the quality cache: above the largest fall of every
+mid-training task, below the smallest of every other (``tests/benchmarks/test_flat_threshold.py``
+holds it there and prints both)."""
 
 _FIELDS = ("rule", "lr", "index", "loss", "reason")
 
@@ -128,14 +142,60 @@ def _optional_float(value: Any) -> float | None:
 
 
 @dataclass(frozen=True)
+class Flat:
+    """What a curve with no descent beyond batch noise still tells.
+
+    Attributes
+    ----------
+    drop : float
+        The curve's largest fall (from a running maximum), in loss units.
+    noise : float
+        The standard error of the curve from batch noise.
+    rise_index : int or None
+        Index, into the caller's arrays, of the first point where the loss has risen beyond
+        the noise above its lowest so far (or the blow-up begins); ``None`` if it never rises.
+    rise_lr : float or None
+        The LR at ``rise_index``.
+    """
+
+    drop: float
+    noise: float
+    rise_index: int | None
+    rise_lr: float | None
+
+    @property
+    def description(self) -> str:
+        """One line: no descent, and where the loss rises (what is still known)."""
+        measured = (
+            f"flat: no descent beyond batch noise (the loss falls at most {self.drop:.2g}, "
+            f"{self.drop / self.noise:.1f} x its noise {self.noise:.2g})"
+        )
+        if self.rise_lr is None:
+            return f"{measured}, and it never rises in the range swept"
+        return f"{measured}; the loss starts to rise at {self.rise_lr:.1e}"
+
+    @property
+    def how_to_decide(self) -> str:
+        """What the user can do to decide within the safe range."""
+        if self.rise_lr is None:
+            return "raise end_lr until the loss rises"
+        return (
+            f"LRs below {self.rise_lr:.1e} are safe; to choose among them run "
+            "find_lr(..., confirm=True) or repeats=3"
+        )
+
+
+@dataclass(frozen=True)
 class Curve:
     """A validated curve: the finite prefix, and the usable slice ``[start, stop)`` of it (what a
-    rule reads; build one with :func:`prepare`)."""
+    rule reads; build one with :func:`prepare`). ``flat`` is set when the curve has no descent
+    beyond its noise (known only when :func:`prepare` was given the noise)."""
 
     finite_lrs: FloatArray
     finite_losses: FloatArray
     start: int
     stop: int
+    flat: Flat | None = None
 
     @property
     def lrs(self) -> FloatArray:
@@ -187,8 +247,19 @@ def _validated(lrs: ArrayLike, losses: ArrayLike) -> tuple[FloatArray, FloatArra
     return lr_values, loss_values
 
 
-def prepare(lrs: ArrayLike, losses: ArrayLike) -> Curve | str:
-    """Validate, cut and trim the curve; a ``str`` is the reason there can be no answer."""
+def prepare(lrs: ArrayLike, losses: ArrayLike, noise: float | None = None) -> Curve | str:
+    """Validate, cut and trim the curve; a ``str`` is the reason there can be no answer.
+
+    ``noise``, the curve's standard error from batch noise when known, lets the curve be named
+    flat (:attr:`Curve.flat`) when it falls by no more than ``NOISE_SIGMAS`` times it.
+
+    >>> import numpy as np
+    >>> lrs = np.logspace(-6, 0, 60)
+    >>> rising = 1.0 + np.where(lrs > 1e-2, np.log10(lrs / 1e-2), 0.0)  # flat, then rises
+    >>> curve = prepare(lrs, rising + 0.01 * np.sin(np.arange(60)), noise=0.01)
+    >>> f"{curve.flat.rise_lr:.1e}"
+    '1.2e-02'
+    """
     lr_values, loss_values = _validated(lrs, losses)
     finite = np.isfinite(loss_values)
     if loss_values.size == 0:
@@ -207,7 +278,35 @@ def prepare(lrs: ArrayLike, losses: ArrayLike) -> Curve | str:
         )
         return f"too short: {usable} usable points{cut_short}, need at least {MIN_USABLE_POINTS}"
     curve = Curve(lr_values[:cut], loss_values[:cut], head, cut - tail)
-    return _shape_problem(curve) or curve
+    problem = _shape_problem(curve)
+    if problem is not None:
+        return problem
+    if noise is None or not math.isfinite(noise) or noise <= 0:
+        return curve
+    flat = _flat(curve, float(noise), lr_values)
+    return curve if flat is None else replace(curve, flat=flat)
+
+
+def _flat(curve: Curve, noise: float, lrs: FloatArray) -> Flat | None:
+    """The curve's :class:`Flat` reading if its largest fall is within ``NOISE_SIGMAS`` noise."""
+    losses = curve.losses
+    drop = float(np.max(np.maximum.accumulate(losses) - losses))
+    threshold = NOISE_SIGMAS * noise
+    if drop > threshold:
+        return None
+    # The rise: from the usable start to the end of the finite curve (its trimmed tail
+    # included), the first point from which the loss stays above its lowest so far by more than
+    # the threshold (a bump that comes back down is noise); else where the curve was cut, if it
+    # was (the blow-up: the caller's curve turns non-finite).
+    tail = curve.finite_losses[curve.start :]
+    stays_above = np.minimum.accumulate(tail[::-1])[::-1]
+    risen = np.flatnonzero(stays_above - np.minimum.accumulate(tail) > threshold)
+    if risen.size:
+        index: int | None = curve.start + int(risen[0])
+    else:
+        index = curve.finite_lrs.size if curve.finite_lrs.size < lrs.size else None
+    rise_lr = None if index is None else float(lrs[index])
+    return Flat(drop, noise, index, rise_lr)
 
 
 def _shape_problem(curve: Curve) -> str | None:

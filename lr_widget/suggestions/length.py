@@ -18,7 +18,7 @@ the committed selection, and ``benchmarks/RESULTS.md`` has the evidence and the 
 from __future__ import annotations
 
 from lr_widget.curves.arguments import require_int
-from lr_widget.suggestions.curve import Curve, Suggestion, answer_near
+from lr_widget.suggestions.curve import Curve, Suggestion, answer_near, no_answer
 from lr_widget.suggestions.rules import lowest_point
 
 LENGTH_RULE = "for_length"
@@ -75,10 +75,24 @@ def describe_length(train_steps: int | None) -> str:
 
 
 def for_length(curve: Curve, train_steps: int | None) -> Suggestion:
-    """The rule's suggestion on a prepared curve, for ``train_steps`` of training."""
+    """The rule's suggestion on a prepared curve, for ``train_steps`` of training.
+
+    On a flat curve (no descent beyond batch noise, :attr:`Curve.flat`) the lowest point is
+    noise; the LR where the loss starts to rise takes its place, divided the same way.
+    """
+    divisor = divisor_for(train_steps)
+    flat = curve.flat
+    if flat is not None:
+        if flat.rise_lr is None:
+            return no_answer(LENGTH_RULE, f"{flat.description}; {flat.how_to_decide}")
+        lr = flat.rise_lr / divisor
+        reason = (
+            f"{flat.description}; 1/{divisor:.3g} of it for {describe_length(train_steps)}: "
+            f"{lr:.1e}. {flat.how_to_decide[0].upper()}{flat.how_to_decide[1:]}"
+        )
+        return answer_near(LENGTH_RULE, curve, lr, reason)
     lowest = lowest_point(curve)
     lowest_lr, lowest_loss = float(curve.lrs[lowest]), float(curve.losses[lowest])
-    divisor = divisor_for(train_steps)
     lr = lowest_lr / divisor
     reason = (
         f"1/{divisor:.3g} of {lowest_lr:.1e}, where the loss is lowest ({lowest_loss:.4g}), "

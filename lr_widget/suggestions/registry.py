@@ -35,24 +35,34 @@ class Rule:
     ``minimum_over(3)`` does not know what it is registered as).
 
     ``body(curve)``, or ``body(curve, train_steps)`` for a rule that ``reads_length``: the length
-    of the training the LR is for (``None``: not known).
+    of the training the LR is for (``None``: not known). A rule that ``reads_flat`` also answers
+    on a curve with no descent beyond its noise (:attr:`Curve.flat`); the others say why they
+    cannot.
     """
 
     name: str
     body: Callable[..., Suggestion]
     description: str
     reads_length: bool = False
+    reads_flat: bool = False
 
     def __call__(
-        self, lrs: ArrayLike, losses: ArrayLike, train_steps: int | None = None
+        self,
+        lrs: ArrayLike,
+        losses: ArrayLike,
+        train_steps: int | None = None,
+        noise: float | None = None,
     ) -> Suggestion:
-        """Apply the rule to a curve (validated and prepared first)."""
-        return self.apply(prepare(lrs, losses), train_steps)
+        """Apply the rule to a curve (validated and prepared first; ``noise`` as in
+        :func:`~lr_widget.suggestions.curve.prepare`)."""
+        return self.apply(prepare(lrs, losses, noise), train_steps)
 
     def apply(self, curve: Curve | str, train_steps: int | None = None) -> Suggestion:
         """Apply the rule to a prepared curve, or report why there is none (a ``str``)."""
         if isinstance(curve, str):
             return no_answer(self.name, curve)
+        if curve.flat is not None and not self.reads_flat:
+            return no_answer(self.name, "flat curve: no descent beyond batch noise to read")
         answer = self.body(curve, train_steps) if self.reads_length else self.body(curve)
         return answer if answer.rule == self.name else replace(answer, rule=self.name)
 
@@ -66,6 +76,7 @@ REGISTRY: dict[str, Rule] = {
             "the LR of the lowest loss divided by a factor that grows with the training length "
             "(the default, for training at constant LR)",
             reads_length=True,
+            reads_flat=True,
         ),
         Rule("steep", rules.steep, "where the loss falls fastest per decade of LR"),
         Rule("valley", rules.valley, "half way into the longest decreasing run (fastai)"),
@@ -121,10 +132,16 @@ def rule_for_schedule(schedule: str) -> str:
 
 
 def suggest(
-    lrs: ArrayLike, losses: ArrayLike, rule: str = DEFAULT_RULE, train_steps: int | None = None
+    lrs: ArrayLike,
+    losses: ArrayLike,
+    rule: str = DEFAULT_RULE,
+    train_steps: int | None = None,
+    noise: float | None = None,
 ) -> Suggestion:
     """Apply the rule named ``rule`` (one of ``RULES``) to the curve, for ``train_steps`` of
-    training (read by the default rule only; ``None``: not known).
+    training (read by the default rule only; ``None``: not known). ``noise``, the curve's
+    standard error from batch noise when known, lets a curve with no descent beyond it be read
+    as flat (:func:`~lr_widget.suggestions.curve.prepare`).
 
     Raises
     ------
@@ -141,20 +158,21 @@ def suggest(
     """
     if rule not in REGISTRY:
         raise ValueError(f"rule must be one of {sorted(REGISTRY)}, got {rule!r}")
-    return REGISTRY[rule](lrs, losses, length.check_train_steps(train_steps))
+    return REGISTRY[rule](lrs, losses, length.check_train_steps(train_steps), noise)
 
 
 def suggest_all(
-    lrs: ArrayLike, losses: ArrayLike, train_steps: int | None = None
+    lrs: ArrayLike, losses: ArrayLike, train_steps: int | None = None, noise: float | None = None
 ) -> dict[str, Suggestion]:
-    """Apply every rule in ``RULES`` to the curve, preparing it once.
+    """Apply every rule in ``RULES`` to the curve, preparing it once (``noise`` as in
+    :func:`suggest`).
 
     Returns
     -------
     dict of str to Suggestion
         Keyed by rule name, in the order of ``RULES``.
     """
-    curve = prepare(lrs, losses)
+    curve = prepare(lrs, losses, noise)
     steps = length.check_train_steps(train_steps)
     return {name: rule.apply(curve, steps) for name, rule in REGISTRY.items()}
 

@@ -32,7 +32,12 @@ from lr_widget.engine.recording import StepCallback, StepEvent
 from lr_widget.engine.runner import RangeTestRunner
 from lr_widget.engine.sweep import LRFinder
 from lr_widget.results.compare import Comparison
-from lr_widget.results.confirmation import Confirmation, check_confirm_options
+from lr_widget.results.confirmation import (
+    CONFIRM_RULE,
+    Confirmation,
+    check_confirm_options,
+    confirm_centre,
+)
 from lr_widget.results.curvature import CurvatureEstimate
 from lr_widget.results.protocol import SweepResult
 from lr_widget.results.range_test import RangeTestResult
@@ -284,6 +289,16 @@ class SweepSession:
             reason = "no sweep result" if suggestion is None else suggestion.reason
             raise ValueError(f"the {rule} rule gives no LR to pick: {reason}")
         return float(suggestion.lr)
+
+    def confirm_centre_lr(self) -> float:
+        """The LR a confirmation centres on in :meth:`settled`
+        (:func:`~lr_widget.results.confirmation.confirm_centre`); ``ValueError`` (with the
+        reason) without one."""
+        centre = confirm_centre(self.settled().suggestions)
+        if centre is None or centre.lr is None:
+            reason = "no sweep result" if centre is None else centre.reason
+            raise ValueError(f"the {CONFIRM_RULE} rule gives no LR to pick: {reason}")
+        return float(centre.lr)
 
     def shown_curve(self) -> tuple[FloatArray, FloatArray] | None:
         """``(lrs, curve)`` of the main curve: the current run's smoothed curve while sweeping

@@ -23,7 +23,7 @@ import traitlets
 from lr_widget.engine.batches import LossFn
 from lr_widget.engine.sweep import LRFinder
 from lr_widget.results.compare import Comparison
-from lr_widget.results.confirmation import CONFIRM_RULE, Confirmation
+from lr_widget.results.confirmation import Confirmation
 from lr_widget.results.curvature import CurvatureEstimate
 from lr_widget.results.protocol import SweepResult
 from lr_widget.results.spread import SuggestionSpread
@@ -383,14 +383,15 @@ class LRWidget(ipywidgets.VBox):
         return float(self.lr)
 
     def confirm(self, lr: float | None = None, **options: Any) -> bool:
-        """Confirm ``lr`` (default: the selected LR, else the ``minimum`` rule's) by training:
+        """Confirm ``lr`` (default: the selected LR, else the ``minimum`` rule's, or the default
+        rule's on a flat curve: :func:`~lr_widget.results.confirmation.confirm_centre`) by training:
         short probes at 1/3, 1 and 3 times it from the same weights, each restored after
         (:func:`~lr_widget.diagnostics.confirm.confirm_lr` with ``options``), in a background
         thread, as the Confirm button does. When they end, :attr:`confirmation` holds the outcome,
         the status line says it, and a decisive winner becomes :attr:`lr`. ``False`` while a sweep
         or probes run; ``RuntimeError`` without a model, ``ValueError`` without an LR to confirm."""
         if lr is None:
-            lr = self.lr if self.lr is not None else self.session.suggested_lr(CONFIRM_RULE)
+            lr = self.lr if self.lr is not None else self.session.confirm_centre_lr()
         started = self.session.confirm(lr, self._events.confirmed, **options)
         if started:
             self._display.confirm_started(float(lr))

@@ -270,10 +270,12 @@ def test_bad_arguments_fail_before_any_step(
 def test_confirm_with_a_closure_optimizer_probes_through_the_closure_and_restores() -> None:
     """The probes take the sweep's own step: LBFGS is stepped through a closure, as in the sweep."""
     model = make_classifier()
-    optimizer = torch.optim.LBFGS(model.parameters(), lr=0.1, max_iter=2)
+    # A short history: curvature pairs from the sweep's tiny first LRs would shrink every later
+    # direction, and the loss would not move before the sweep ends (LBFGS's own scaling).
+    optimizer = torch.optim.LBFGS(model.parameters(), lr=0.1, max_iter=2, history_size=1)
     before = capture(model, optimizer)
     result = find_lr(
-        model, make_batches(), None, optimizer, num_steps=10, end_lr=1.0,
+        model, make_batches(), None, optimizer, num_steps=30, start_lr=1e-3, end_lr=100.0,
         confirm={"steps": 4, "factors": [0.5, 1.0]},
     )  # fmt: skip
     assert result.confirmation is not None

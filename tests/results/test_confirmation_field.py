@@ -36,7 +36,7 @@ def _found() -> Confirmation:
 def test_a_repeated_results_confirmation_is_its_own_not_run_zeros(tmp_path: Path) -> None:
     path = tmp_path / "repeated.json"
     result = find_lr(
-        make_classifier(), _shuffled(), repeats=2, end_lr=1.0, num_steps=12, confirm=CONFIRM,
+        make_classifier(), _shuffled(), repeats=2, end_lr=1.0, num_steps=30, confirm=CONFIRM,
         save_to=path,
     )  # fmt: skip
     assert isinstance(result.confirmation, Confirmation)
@@ -49,7 +49,7 @@ def test_a_repeated_results_confirmation_is_its_own_not_run_zeros(tmp_path: Path
 
 
 def test_a_single_results_confirmation_round_trips(tmp_path: Path) -> None:
-    result = find_lr(make_classifier(), make_batches(), end_lr=1.0, num_steps=12, confirm=CONFIRM)
+    result = find_lr(make_classifier(), make_batches(), end_lr=1.0, num_steps=30, confirm=CONFIRM)
     assert isinstance(result.confirmation, Confirmation)
     assert "confirmation" not in result.metadata
     loaded = RangeTestResult.load(result.save(tmp_path / "single.json"))

@@ -71,7 +71,7 @@ def test_resmoothing_keeps_the_fit_and_only_changes_the_ema(setup: Setup) -> Non
 
 
 def test_confirm_trains_probes_restores_the_model_and_reports_a_winner(setup: Setup) -> None:
-    w = setup.widget(ScriptedStep(), num_steps=20)
+    w = setup.widget(ScriptedStep(), num_steps=30)
     button = w.controls.confirm_button
     assert button.description == CONFIRM_BUTTON
     assert button.disabled
@@ -104,7 +104,7 @@ def test_confirm_trains_probes_restores_the_model_and_reports_a_winner(setup: Se
 
 
 def test_the_confirm_button_centres_on_the_confirm_rule_without_a_selection(setup: Setup) -> None:
-    w = setup.widget(ScriptedStep(), num_steps=20)
+    w = setup.widget(ScriptedStep(), num_steps=30)
     w.run()
     w.wait()
     suggested = w.suggestions[CONFIRM_RULE].lr
@@ -123,7 +123,7 @@ def test_confirm_errors_are_clear_and_change_nothing(setup: Setup) -> None:
     with pytest.raises(RuntimeError, match="no model"):
         saved.confirm(1e-3)
     saved.close()
-    w = setup.widget(ScriptedStep(), num_steps=20)
+    w = setup.widget(ScriptedStep(), num_steps=30)
     with pytest.raises(ValueError, match="no sweep result"):
         w.confirm()  # nothing swept, nothing selected
     with pytest.raises(ValueError, match="lr"):
@@ -142,6 +142,6 @@ def test_confirm_errors_are_clear_and_change_nothing(setup: Setup) -> None:
 
 
 def _finished(setup: Setup) -> object:
-    w = setup.widget(ScriptedStep(), num_steps=20)
+    w = setup.widget(ScriptedStep(), num_steps=30)
     w.run()
     return w.wait()
