@@ -156,7 +156,9 @@ def _sweep_and_report(setup: SweepSetup, args: argparse.Namespace) -> int:
     print(format_report(result, setup.description))
     writers: dict[str, Callable[[Path], object]] = {
         "result": result.save,
-        "picture": lambda path: draw_curve(result, path, f"LR range test: {setup.source}"),
+        "picture": lambda path: draw_curve(
+            result, path, f"LR range test: {setup.source}", args.all_rules
+        ),
         "steps": result.to_csv,
     }
     print_written({kind: write_output(path, writers[kind]) for kind, path in paths.items()})
@@ -262,7 +264,7 @@ def _command_show(args: argparse.Namespace) -> int:
         require_plotting("--picture")
         title = f"LR range test: {args.result_path.name}"
         written["picture"] = write_output(
-            args.picture, lambda path: draw_curve(result, path, title)
+            args.picture, lambda path: draw_curve(result, path, title, args.all_rules)
         )
     if args.csv is not None:
         written["steps"] = write_output(args.csv, result.to_csv)

@@ -159,6 +159,11 @@ def _add_picture_option(group: Any, default: str) -> None:
         metavar="PATH",
         help=f"picture of the curve, .svg, .png or .pdf ({default}; needs matplotlib)",
     )
+    group.add_argument(
+        "--all-rules",
+        action="store_true",
+        help="mark every rule's suggestion on the picture, not only the suggested LR",
+    )
 
 
 def _add_show_parser(commands: Any, common: argparse.ArgumentParser) -> None:

@@ -183,10 +183,11 @@ def require_plotting(option: str) -> None:
         raise CommandError(f"{option}: {PLOTTING_NEEDS}")
 
 
-def draw_curve(result: SweepResult, path: Path, title: str) -> Path:
+def draw_curve(result: SweepResult, path: Path, title: str, all_rules: bool = False) -> Path:
     """Write the picture of ``result`` (:meth:`~lr_widget.results.protocol.SweepResult.plot`): the
-    curve the suggestions read, every suggestion marked; the format follows the suffix."""
-    return save_picture(result, path, title=title)
+    curve the suggestions read, the suggested LR labelled (every rule's with ``all_rules``); the
+    format follows the suffix."""
+    return save_picture(result, path, title=title, all_rules=all_rules)
 
 
 # -- output files -----------------------------------------------------------------------------

@@ -5,7 +5,9 @@ when a picture is drawn. The picture uses the widget's colours, markers, log tic
 (:mod:`lr_widget.plotting.style`, :mod:`lr_widget.curves.axes`): one run draws its raw loss faintly,
 the live view's EMA dashed and the lag-free fit the suggestions read in bold (of the validation loss
 when it was measured), several runs their median in the band of their spread with the fit of the
-median raw loss; every suggestion is marked, the default one named so.
+median raw loss. The default suggestion is *the* answer, as in the widget: a large marker labelled
+"suggested 3.1e-03" on the plot; the other rules are marked only with ``all_rules=True``. The
+legend sits outside the plot area, to its right, never over the data.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ if TYPE_CHECKING:
 
     from lr_widget.results.protocol import SweepResult
 
-_FIGURE_SIZE = (7.5, 4.5)
+_FIGURE_SIZE = (10.0, 4.5)  # the plot, and the legend to its right
 
 
 def _matplotlib() -> Any:
@@ -49,8 +51,15 @@ def _matplotlib() -> Any:
     return matplotlib
 
 
-def plot_result(result: SweepResult, ax: Axes | None = None, *, title: str | None = None) -> Axes:
+def plot_result(
+    result: SweepResult,
+    ax: Axes | None = None,
+    *,
+    title: str | None = None,
+    all_rules: bool = False,
+) -> Axes:
     """Draw ``result`` on ``ax`` (default: new axes from ``matplotlib.pyplot``); return the axes.
+    ``all_rules`` marks every rule's suggestion, not only the default's.
 
     Examples
     --------
@@ -66,9 +75,9 @@ def plot_result(result: SweepResult, ax: Axes | None = None, *, title: str | Non
         _matplotlib()
         import matplotlib.pyplot as plt
 
-        _, ax = plt.subplots(figsize=_FIGURE_SIZE)
+        _, ax = plt.subplots(figsize=_FIGURE_SIZE, layout="constrained")
     y_ranges = _draw_curves(ax, result)
-    _mark_suggestions(ax, result)
+    _mark_suggestions(ax, result, all_rules)
     lrs = [float(lr) for lr in result.lrs]
     if lrs:
         low, high = min(lrs), max(lrs)
@@ -87,7 +96,8 @@ def plot_result(result: SweepResult, ax: Axes | None = None, *, title: str | Non
     if title is not None:
         ax.set_title(title)
     if ax.get_legend_handles_labels()[0]:
-        ax.legend(loc="lower left", fontsize="small", framealpha=0.85)
+        # Outside the plot area, to its right: inside, it covered the start of the descent.
+        ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize="small", frameon=False)
     return ax
 
 
@@ -145,7 +155,7 @@ def _line_pair(
     return robust_y_range(smoothed, raw)
 
 
-def _mark_suggestions(ax: Axes, result: SweepResult) -> None:
+def _mark_suggestions(ax: Axes, result: SweepResult, all_rules: bool) -> None:
     try:
         suggestions = result.suggestions()
     except ValueError:  # a curve the rules reject (a hand-made result): nothing to mark
@@ -154,18 +164,34 @@ def _mark_suggestions(ax: Axes, result: SweepResult) -> None:
         if suggestion.lr is None or suggestion.loss is None:
             continue
         style = rule_style(rule)
-        default = " (default)" if rule == DEFAULT_RULE else ""
-        ax.scatter(
-            [suggestion.lr], [suggestion.loss], color=style.color,
-            marker=style.matplotlib_marker, s=70, edgecolors="white", zorder=3,
-            label=f"{rule} {suggestion.lr:.1e}{default}",
-        )  # fmt: skip
+        if rule == DEFAULT_RULE:
+            ax.scatter(
+                [suggestion.lr], [suggestion.loss], color=style.color,
+                marker=style.matplotlib_marker, s=150, edgecolors="white", zorder=4,
+                label=f"suggested {suggestion.lr:.1e} ({rule})",
+            )  # fmt: skip
+            ax.annotate(
+                f"suggested {suggestion.lr:.1e}", (suggestion.lr, suggestion.loss),
+                xytext=(10, 8), textcoords="offset points", color=style.color,
+                fontweight="bold", fontsize="medium", zorder=5,
+            )  # fmt: skip
+        elif all_rules:
+            ax.scatter(
+                [suggestion.lr], [suggestion.loss], color=style.color,
+                marker=style.matplotlib_marker, s=70, edgecolors="white", zorder=3,
+                label=f"{rule} {suggestion.lr:.1e}",
+            )  # fmt: skip
 
 
 def save_picture(
-    result: SweepResult, path: str | os.PathLike[str], *, title: str | None = None
+    result: SweepResult,
+    path: str | os.PathLike[str],
+    *,
+    title: str | None = None,
+    all_rules: bool = False,
 ) -> Path:
-    """Write ``result``'s picture to ``path`` (``.svg``, ``.png``, ``.pdf``: by its suffix).
+    """Write ``result``'s picture to ``path`` (``.svg``, ``.png``, ``.pdf``: by its suffix);
+    ``all_rules`` marks every rule's suggestion, not only the default's.
 
     Uses a figure of its own (no pyplot state, no display needed). The same result always gives
     the same SVG text: no date, fixed element ids.
@@ -174,9 +200,8 @@ def save_picture(
     from matplotlib.figure import Figure
 
     target = Path(path)
-    figure = Figure(figsize=_FIGURE_SIZE)
-    plot_result(result, figure.add_subplot(), title=title)
-    figure.tight_layout()
+    figure = Figure(figsize=_FIGURE_SIZE, layout="constrained")  # room for the legend outside
+    plot_result(result, figure.add_subplot(), title=title, all_rules=all_rules)
     metadata: dict[str, Any] = {}
     if target.suffix.lower() == ".svg":
         metadata = {"Date": None}

@@ -154,14 +154,18 @@ class SweepResult(SuggestionSource, JsonDocument, ABC):
         saved file's are checked when it is loaded."""
         return parse_settings(self.settings, ignore_unknown=True)
 
-    def plot(self, ax: Axes | None = None, *, title: str | None = None) -> Axes:
+    def plot(
+        self, ax: Axes | None = None, *, title: str | None = None, all_rules: bool = False
+    ) -> Axes:
         """Draw the result with matplotlib (``pip install matplotlib``): the raw and smoothed
-        loss (a repeated result's band and median), every suggestion marked, the default
-        starred, on a log LR axis with the widget's colours and y range. Returns the axes.
+        loss (a repeated result's band and median) and the lag-free fit the rules read, the
+        default suggestion marked and labelled "suggested ..." (every rule's with
+        ``all_rules=True``), on a log LR axis with the widget's colours and y range, the legend
+        outside the plot. Returns the axes.
 
         ``ax`` defaults to a new figure's axes.
         """
-        return plot_result(self, ax, title=title)
+        return plot_result(self, ax, title=title, all_rules=all_rules)
 
 
 def write_csv(path: str | os.PathLike[str], columns: Mapping[str, Sequence[float]]) -> Path:

@@ -27,6 +27,8 @@ from lr_widget.suggestions.length import ASSUMED_TRAIN_STEPS
 from lr_widget.suggestions.registry import DEFAULT_RULE
 
 STATUS_CLASS = "lr-widget-status"
+ANSWER_CLASS = "lr-widget-answer"
+ALL_RULES_BUTTON = "all rules"
 SPREAD_CLASS = "lr-widget-spread"
 RANGE_CLASS = "lr-widget-range"
 CURVATURE_CLASS = "lr-widget-curvature"
@@ -132,15 +134,33 @@ class Controls:
         )
         self.progress_text = ipywidgets.Label(value="")
         self.selection_label = ipywidgets.HTML(value="click the plot to pick a learning rate")
+        # The answer, in words, right under the plot: the default's LR and its one-line reason.
+        self.answer = ipywidgets.HTML(value="")
+        self.answer.add_class(ANSWER_CLASS)
+        # The default rule's button first and distinct; the other rules one toggle away.
+        ordered = sorted(rules, key=lambda rule: rule != DEFAULT_RULE)
         self.suggestion_buttons = {
-            rule: ipywidgets.Button(description=rule, disabled=True, layout={"width": "auto"})
-            for rule in rules
+            rule: ipywidgets.Button(
+                description=rule,
+                disabled=True,
+                button_style="success" if rule == DEFAULT_RULE else "",
+                icon="star" if rule == DEFAULT_RULE else "",
+                layout={"width": "auto", "display": None if rule == DEFAULT_RULE else "none"},
+            )
+            for rule in ordered
         }
+        self.all_rules = ipywidgets.ToggleButton(
+            value=False,
+            description=ALL_RULES_BUTTON,
+            icon="list",
+            tooltip="show every rule's marker and button, not only the suggested LR",
+            layout={"width": "auto"},
+        )
         # Hidden while a sweep runs (the buttons would pick the previous result's LRs): one
         # message for the row, where disabling each button and enabling it again sent two per
         # rule per sweep. "hidden", not "none": the row keeps its room, so nothing jumps.
         self.suggestion_row = ipywidgets.HBox(
-            [ipywidgets.Label("suggestions:"), *self.suggestion_buttons.values()],
+            [ipywidgets.Label("suggestions:"), *self.suggestion_buttons.values(), self.all_rules],
             layout={"align_items": "center", "flex_flow": "row wrap"},
         )
         self.confirm_button = ipywidgets.Button(
@@ -175,6 +195,7 @@ class Controls:
     def rows(self) -> list[Any]:
         """The control rows, top to bottom."""
         return [
+            self.answer,
             ipywidgets.HBox(
                 [
                     self.selection_label,
@@ -265,6 +286,27 @@ class Controls:
             with button.hold_sync():  # one message, not one per trait
                 button.disabled, button.tooltip = disabled, tooltip
 
+    def show_all_rules(self, on: bool) -> None:
+        """Show every rule's button (``on``), or only the default's."""
+        for rule, button in self.suggestion_buttons.items():
+            display = None if on or rule == DEFAULT_RULE else "none"
+            if button.layout.display != display:
+                button.layout.display = display
+
+    def show_answer(self, answer: Suggestion | None) -> None:
+        """The default suggestion in words under the plot: "suggested 3.1e-03 (for_length): its
+        reason", or why there is none; empty before any result."""
+        if answer is None:
+            text = ""
+        else:
+            head = "no suggestion" if answer.lr is None else f"suggested {answer.lr:.1e}"
+            text = (
+                f"<b>{head}</b> <span style='opacity: 0.75'>({html.escape(answer.rule)}: "
+                f"{html.escape(answer.reason)})</span>"
+            )
+        if self.answer.value != text:
+            self.answer.value = text
+
     def show_spreads(
         self, spreads: Mapping[str, SuggestionSpread], real_bumps: Sequence[Bump] = ()
     ) -> None:
@@ -335,8 +377,12 @@ class Controls:
         )
 
     def show_done(self, text: str) -> None:
-        """Replace the progress text once the sweep has ended (``"done: 60 steps in 3 s"``)."""
+        """Replace the progress text once the sweep has ended (``"diverged: 92 steps in 3 s"``)
+        and fill the bar: the sweep is over, however it ended (a divergence at 92 of 100 steps
+        left it at 92%, as if still running)."""
         self.progress_text.value = text
+        if self.progress.value != self.progress.max:
+            self.progress.value = self.progress.max
 
     def show_status(self, text: str, *, error: bool = False) -> None:
         """One status line; an error is shown in red."""

@@ -18,6 +18,7 @@ from lr_widget.results.confirmation import Confirmation
 from lr_widget.results.curvature import CurvatureEstimate
 from lr_widget.results.protocol import SweepResult
 from lr_widget.results.range_test import RangeTestResult, StopReason
+from lr_widget.suggestions.registry import DEFAULT_RULE
 from lr_widget.widget.controls import Controls, format_seconds
 from lr_widget.widget.curves import Curves, LiveCurves
 from lr_widget.widget.plot import LossPlot
@@ -124,8 +125,16 @@ class SweepDisplay:
         ``None`` hides them all (a new sweep is starting)."""
         suggestions = {} if shown is None else shown.suggestions
         spreads = {} if shown is None else shown.spreads
-        self.plot.show_suggestions(suggestions)
-        self.plot.show_spreads(spreads, suggestions)
+        all_rules = bool(self.controls.all_rules.value)
+        self.plot.show_suggestions(suggestions, all_rules=all_rules)
+        self.plot.show_spreads(
+            spreads
+            if all_rules
+            else {rule: s for rule, s in spreads.items() if rule == DEFAULT_RULE},
+            suggestions,
+        )
+        self.controls.show_all_rules(all_rules)
+        self.controls.show_answer(None if shown is None else suggestions.get(DEFAULT_RULE))
         self.controls.show_suggestions(suggestions, spreads)
         self.controls.show_spreads(spreads, [] if shown is None else shown.bumps)
 

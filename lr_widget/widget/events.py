@@ -77,6 +77,7 @@ class BrowserEvents:
         controls.range_button.observe(self._range_mode_changed, names="value")
         controls.beta.observe(self._beta_changed, names="value")
         controls.train_steps.observe(self._train_steps_changed, names="value")
+        controls.all_rules.observe(self._all_rules_changed, names="value")
         selection.observe(self._lr_changed, names="lr")
         selection.observe(self._lr_range_changed, names="lr_range")
 
@@ -147,6 +148,11 @@ class BrowserEvents:
         self.session.train_steps = self.display.controls.chosen_train_steps()
         if not self.session.sweeping:  # else the sweep's end shows suggestions for it
             self.display.draw_session(self.session, self.selection.lr, redraw=False)
+
+    def _all_rules_changed(self, _change: dict[str, Any]) -> None:
+        """Every rule's marker and button, or only the default's: nothing recomputed."""
+        if not self.session.sweeping:
+            self.display.show_suggestions(self.session.settled())
 
     def _beta_changed(self, change: dict[str, Any]) -> None:
         self.session.beta = float(change["new"])

@@ -91,8 +91,16 @@ def _fill(scales: dict[str, Any], color: str, opacity: float) -> Any:
 
 def set_line(line: Any, x: ArrayLike, y: ArrayLike) -> None:
     """Draw ``(x, y)`` on a ``Lines`` mark in one message: non-finite values as gaps, and at
-    most about :data:`~lr_widget.curves.axes.MAX_DRAWN_POINTS` points (the curve's envelope)."""
+    most about :data:`~lr_widget.curves.axes.MAX_DRAWN_POINTS` points (the curve's envelope).
+
+    Trailing non-finite points are left out: bqplot places each line's (hidden) label at its
+    last point, and a NaN there made the browser log "attribute transform: Trailing garbage,
+    translate(854,undefined)" for every fit cut at the blow-up and every diverged raw curve.
+    """
     xs, ys = np.asarray(x, dtype=np.float64), nan_for_inf(y)
+    finite = np.flatnonzero(np.isfinite(ys))
+    end = int(finite[-1]) + 1 if finite.size else 0
+    xs, ys = xs[:end], ys[:end]
     keep = envelope_indices(ys)
     with line.hold_sync():
         line.x, line.y = xs[keep], ys[keep]
@@ -170,7 +178,7 @@ class NoiseBandMarks:
             if lrs.size:  # a hidden band keeps its last label: no legend churn
                 plural = "" if runs == 1 else "s"
                 self.median.labels = [f"{self.label_prefix}median of {runs} run{plural}"]
-            self.median.visible = self.median.display_legend = bool(lrs.size)
+            self.median.visible = bool(lrs.size)
         real = [bump for bump in bumps if bump.significant]
         peaks_x = np.array([bump.peak_lr for bump in real], dtype=np.float64)
         peaks_y = np.array([_median_at(band, bump.peak_index) for bump in real], dtype=np.float64)
@@ -206,7 +214,7 @@ class _Kept:
 
 class KeptOverlays:
     """Kept results drawn for comparison: a thin line each (a band's median) with its own colour
-    and legend entry, and a faint band for a repeated result."""
+    and label (the legend lists it), and a faint band for a repeated result."""
 
     def __init__(self, scales: dict[str, Any]) -> None:
         self._scales = scales
@@ -261,7 +269,7 @@ class KeptOverlays:
             stroke_width=1.5,
             opacities=[0.9],
             labels=[label],
-            display_legend=True,
+            display_legend=False,
         )
         kept = _Kept(color, _fill(self._scales, color, _KEPT_OPACITY), line)
         self._kept[label] = kept
@@ -309,14 +317,14 @@ class CurvatureMarks:
         """Draw ``estimate``'s bound, or hide the marks when it has none (or ``None``)."""
         bound = None if estimate is None or not estimate.applies else estimate.lr_bound
         if estimate is None or bound is None or not (math.isfinite(bound) and bound > 0):
-            self.line.visible = self.line.display_legend = self.text.visible = False
+            self.line.visible = self.text.visible = False
             return
         low, high = x_range
         share = (math.log10(bound) - math.log10(low)) / (math.log10(high) - math.log10(low))
         with self.line.hold_sync():
             self.line.x = [bound, bound]
             self.line.labels = [f"curvature bound {bound:.1e}"]
-            self.line.visible = self.line.display_legend = True
+            self.line.visible = True
         with self.text.hold_sync():
             # The label reads away from the line, into the wider side of the plot.
             self.text.x = [bound]

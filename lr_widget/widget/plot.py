@@ -37,10 +37,11 @@ from lr_widget.plotting.style import (
 from lr_widget.results.curvature import CurvatureEstimate
 from lr_widget.results.spread import Bump, NoiseBand, SuggestionSpread
 from lr_widget.suggestions.curve import Suggestion
-from lr_widget.suggestions.registry import RULES
+from lr_widget.suggestions.registry import DEFAULT_RULE, RULES
 from lr_widget.widget._bqplot import bqplot
 from lr_widget.widget.clicks import ClickLayer
 from lr_widget.widget.curves import Curves
+from lr_widget.widget.legend import LegendEntry, PlotLegend
 from lr_widget.widget.overlays import (
     CurvatureMarks,
     KeptOverlays,
@@ -70,7 +71,9 @@ class LossPlot:
 
     def __init__(self, start_lr: float, end_lr: float, rules: Sequence[str] = tuple(RULES)) -> None:
         self.x_scale = bqplot.LogScale()
-        self.y_scale = bqplot.LinearScale()
+        # A domain from the start: with none, bqplot maps every y to undefined until the first
+        # curve arrives, and each hidden marker logged "transform: translate(863,undefined)".
+        self.y_scale = bqplot.LinearScale(min=0.0, max=1.0)
         # The overlay and the vertical lines span the full height on a fixed 0..1 scale.
         self.unit_scale = bqplot.LinearScale(min=0.0, max=1.0)
         scales = {"x": self.x_scale, "y": self.y_scale}
@@ -81,8 +84,26 @@ class LossPlot:
         # Once a run has ended: the zero-phase fit the rules read, over the EMA (which lags).
         self.fit_line = _line(scales, LOSS_COLOR, FIT_LABEL, width=2.5)
         for line in (self.raw_val_line, self.val_line, self.fit_line):
-            line.visible = line.display_legend = False
+            line.visible = False
         self.suggestion_marks = {rule: _suggestion_mark(scales, rule) for rule in rules}
+        # The answer: the default rule's marker is labelled on the plot, the others are one
+        # toggle away (all_rules).
+        self.answer_text = bqplot.Label(
+            x=[1.0],
+            y=[0.0],
+            scales=scales,
+            text=np.array([""], dtype=str),
+            colors=[rule_style(DEFAULT_RULE).color],
+            default_size=13,
+            font_unit="px",
+            font_weight="bold",
+            align="start",
+            x_offset=10,
+            y_offset=-10,
+            visible=False,
+        )
+        self.all_rules = False
+        self.legend = PlotLegend()
         self.band = NoiseBandMarks(scales, BAND_COLOR)
         self.kept = KeptOverlays(scales)
         self.curvature = CurvatureMarks(self.x_scale, self.unit_scale)
@@ -122,13 +143,11 @@ class LossPlot:
             marks=self._marks(),
             axes=[self.x_axis, self.y_axis],
             animation_duration=0,
-            # Range-test curves start high on the left and end high on the right; the bottom
-            # left corner is the one they leave empty.
-            legend_location="bottom-left",
             fig_margin={"top": 20, "bottom": 50, "left": 65, "right": 40},
             layout=ipywidgets.Layout(width="100%", height="380px"),
         )
         self.set_lr_range(start_lr, end_lr)
+        self._redraw_legend()
 
     def _marks(self) -> list[Any]:
         """Every mark, bottom to top."""
@@ -146,6 +165,7 @@ class LossPlot:
             *self.curvature.marks(),
             *self.spread_bars.marks(),
             *self.suggestion_marks.values(),
+            self.answer_text,
             self.selection_line,
             self.selection_dot,
             self.overlay,  # above the curves: receives every click between points
@@ -200,20 +220,55 @@ class LossPlot:
         self.raw_line.labels = [f"{prefix}loss (raw)"]
         self.loss_line.labels = [f"{prefix}loss (smoothed)"]
         self.band.label_prefix = prefix
+        self._redraw_legend()
 
-    def show_suggestions(self, suggestions: Mapping[str, Suggestion]) -> None:
-        """Mark each rule's suggestion (with a legend entry); hide rules without an answer."""
+    def show_suggestions(
+        self, suggestions: Mapping[str, Suggestion], *, all_rules: bool | None = None
+    ) -> None:
+        """Mark the default rule's suggestion as *the* answer: a larger marker labelled
+        "suggested 3.1e-03" on the plot; every other rule's marker only with ``all_rules``
+        (``None``: as before). Rules without an answer are hidden."""
+        if all_rules is not None:
+            self.all_rules = all_rules
         for rule, mark in self.suggestion_marks.items():
             suggestion = suggestions.get(rule)
-            if suggestion is None or suggestion.lr is None or suggestion.loss is None:
-                if mark.visible or mark.display_legend:  # each sweep hides them at its start
-                    with mark.hold_sync():  # one message, not one per trait
-                        mark.visible = mark.display_legend = False
+            shown = (
+                suggestion is not None
+                and suggestion.lr is not None
+                and suggestion.loss is not None
+                and (self.all_rules or rule == DEFAULT_RULE)
+            )
+            if suggestion is None or not shown:
+                if mark.visible:  # each sweep hides them at its start
+                    mark.visible = False
                 continue
-            with mark.hold_sync():
+            with mark.hold_sync():  # one message, not one per trait
                 mark.x, mark.y = [suggestion.lr], [suggestion.loss]
-                mark.labels = [f"{rule} {suggestion.lr:.1e}"]
-                mark.visible = mark.display_legend = True
+                mark.labels = [_marker_label(suggestion)]
+                mark.visible = True
+        self._show_answer(suggestions.get(DEFAULT_RULE))
+        self._redraw_legend()
+
+    def _show_answer(self, answer: Suggestion | None) -> None:
+        """Label the default suggestion's marker "suggested 3.1e-03", reading away from the
+        nearer edge of the plot."""
+        if answer is None or answer.lr is None or answer.loss is None:
+            if self.answer_text.visible:
+                self.answer_text.visible = False
+            return
+        low, high = self.lr_range_shown
+        share = (math.log10(answer.lr) - math.log10(low)) / (math.log10(high) - math.log10(low))
+        with self.answer_text.hold_sync():
+            self.answer_text.x, self.answer_text.y = [answer.lr], [answer.loss]
+            self.answer_text.text = np.array([f"suggested {answer.lr:.1e}"], dtype=str)
+            self.answer_text.align = "end" if share > 0.6 else "start"
+            self.answer_text.x_offset = -10 if share > 0.6 else 10
+            self.answer_text.visible = True
+
+    @property
+    def answer_shown(self) -> str | None:
+        """The text labelling the default suggestion on the plot, if shown."""
+        return str(self.answer_text.text[0]) if self.answer_text.visible else None
 
     def show_spreads(
         self, spreads: Mapping[str, SuggestionSpread], suggestions: Mapping[str, Suggestion]
@@ -243,6 +298,7 @@ class LossPlot:
     def show_curvature(self, estimate: CurvatureEstimate | None) -> None:
         """Draw the curvature bound of ``estimate`` (hidden if it has none, or ``None``)."""
         self.curvature.show(estimate, self.lr_range_shown)
+        self._redraw_legend()
 
     def show_range(self, lr_range: tuple[float, float] | None) -> None:
         """Shade the selected LR range (``None`` hides it)."""
@@ -257,6 +313,7 @@ class LossPlot:
         self._y_ranges["kept"] = self.kept.y_range
         if fit_y:
             self._fit_y()
+        self._redraw_legend()
 
     def close(self) -> None:
         """Close the widgets the figure may no longer reference (the brush, removed marks)."""
@@ -276,7 +333,7 @@ class LossPlot:
                 set_line(self.val_line, curves.lrs, curves.smoothed_val)
             for line in (self.raw_val_line, self.val_line):
                 if line.visible != has_val:
-                    line.visible = line.display_legend = has_val
+                    line.visible = has_val
             self._draw_fit(curves, has_val=curves.val_losses is not None)
         self._draw_points_and_fit_y(curves)
 
@@ -292,6 +349,7 @@ class LossPlot:
         self.draw_points(curves.lrs, curves.curve)
         self._y_ranges["curves"] = robust_y_range(curves.curve, curves.raw)
         self._fit_y()
+        self._redraw_legend()
 
     def _draw_fit(self, curves: Curves, has_val: bool) -> None:
         """The lag-free fit over the EMA of the series it fits (hidden while a run grows); the
@@ -307,7 +365,7 @@ class LossPlot:
                 self.fit_line.labels = [f"val {FIT_LABEL}" if has_val else FIT_LABEL]
             else:
                 set_line(self.fit_line, np.zeros(0), np.zeros(0))
-            self.fit_line.visible = self.fit_line.display_legend = fitted
+            self.fit_line.visible = fitted
         for line in (self.loss_line, self.val_line):
             faded = fitted and line is ema
             if (line.opacities == [EMA_OPACITY]) != faded:
@@ -321,9 +379,10 @@ class LossPlot:
             for line in (self.raw_line, self.loss_line, self.raw_val_line, self.val_line):
                 set_line(line, empty, empty)
             self._draw_fit(Curves.empty(), has_val=False)
-            self.raw_val_line.visible = self.raw_val_line.display_legend = False
-            self.val_line.visible = self.val_line.display_legend = False
+            self.raw_val_line.visible = False
+            self.val_line.visible = False
         self._y_ranges["curves"] = None
+        self._redraw_legend()
 
     def _single_run_lines(self) -> tuple[Any, ...]:
         """The lines of a single run: raw and smoothed loss (and validation loss), the fit."""
@@ -334,6 +393,38 @@ class LossPlot:
         self.band.draw(band, bumps, runs)
         self._y_ranges["band"] = self.band.y_range
         self._fit_y()
+        self._redraw_legend()
+
+    def _redraw_legend(self) -> None:
+        """Show in the legend what is drawn now (either thread: the legend holds a lock)."""
+        self.legend.show(self._legend_entries)
+
+    def _legend_entries(self) -> list[LegendEntry]:
+        """Every line drawn with data, then the suggestion markers shown; the curve the rules
+        read (the fit) and the default suggestion in bold."""
+        lines = (
+            self.raw_line, self.loss_line, self.raw_val_line, self.val_line, self.fit_line,
+            self.band.median, *self.kept.marks_above(), self.curvature.line,
+        )  # fmt: skip
+        entries = [
+            LegendEntry(
+                str(line.labels[0]),
+                str(line.colors[0]),
+                dashed=line.line_style == "dashed",
+                opacity=float(line.opacities[0]) if len(line.opacities) else 1.0,
+                width=float(line.stroke_width),
+                bold=line is self.fit_line or line is self.band.median,
+            )
+            for line in lines
+            if line.visible and len(line.x)
+        ]
+        entries += [
+            LegendEntry(str(mark.labels[0]), str(mark.colors[0]), "marker",
+                        bold=rule == DEFAULT_RULE)
+            for rule, mark in self.suggestion_marks.items()
+            if mark.visible
+        ]  # fmt: skip
+        return entries
 
     def draw_points(self, lrs: FloatArray, curve: FloatArray) -> None:
         """One hover point per recorded LR where the shown curve is finite."""
@@ -367,8 +458,15 @@ def _line(
         opacities=[opacity],
         stroke_width=width,
         labels=[label],
-        display_legend=True,
+        display_legend=False,
     )
+
+
+def _marker_label(suggestion: Suggestion) -> str:
+    """The legend's name of a suggestion's marker; the default's is *the* suggestion."""
+    if suggestion.rule == DEFAULT_RULE:
+        return f"suggested {suggestion.lr:.1e} ({suggestion.rule})"
+    return f"{suggestion.rule} {suggestion.lr:.1e}"
 
 
 def _suggestion_mark(scales: dict[str, Any], rule: str) -> Any:
@@ -379,7 +477,7 @@ def _suggestion_mark(scales: dict[str, Any], rule: str) -> Any:
         scales=scales,
         colors=[style.color],
         marker=style.bqplot_marker,
-        default_size=110,
+        default_size=240 if rule == DEFAULT_RULE else 110,
         stroke="white",
         labels=[rule],
         visible=False,

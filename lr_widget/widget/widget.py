@@ -178,7 +178,9 @@ class LRWidget(ipywidgets.VBox):
             self.plot, self.controls, optimizer_note(session.finder, result)
         )
         self.selection = Selection(session.recorded_lrs)
-        super().__init__(children=[self.plot.figure, *self.controls.rows()])
+        super().__init__(
+            children=[self.plot.figure, self.plot.legend.widget, *self.controls.rows()]
+        )
         traitlets.link((self.selection, "lr"), (self, "lr"))
         traitlets.link((self.selection, "lr_range"), (self, "lr_range"))
         self._events = BrowserEvents(

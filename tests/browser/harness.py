@@ -791,6 +791,16 @@ class NotebookPage:
         known = KNOWN_PAGE_ERRORS[self.server.app]
         return [line for line in errors if not any(text in line for text in known)]
 
+    def drawing_errors(self) -> list[str]:
+        """Console errors and warnings about drawing: an SVG attribute the browser refused, or
+        a message from bqplot or d3 (the widget's drawing), so far."""
+        drawing = ("attribute ", "bqplot", "d3", "<svg>", "<path>", "<rect>", "<g>", "<text>")
+        return [
+            line
+            for line in self.console
+            if line.startswith(("[error]", "[warning]")) and any(word in line for word in drawing)
+        ]
+
     def save_artifacts(self, label: str) -> Path:
         """Save a screenshot, page HTML, console and server log under ``label``; return it."""
         return save_artifacts(self.artifacts_dir, label, self.page, self.server, self.console)

@@ -59,7 +59,7 @@ _LINES_JS = """(root) => [...document.querySelector(root).querySelectorAll(
     points: ((path.getAttribute('d') || '').match(/[ML]/g) || []).length}))"""
 
 _LEGEND_JS = """(root) => [...document.querySelector(root).querySelectorAll(
-  '.bqplot.figure .g_legend text')].map((text) => text.textContent)"""
+  '.lr-widget-legend span')].map((item) => item.textContent.trim())"""
 
 
 _TAG_AT_JS = "([x, y]) => { const e = document.elementFromPoint(x, y); return e && e.tagName; }"

@@ -338,8 +338,8 @@ _CURVES_AND_LEGEND_JS = (
     " if (path.closest('.g_legend')) continue; const style = getComputedStyle(path);"
     " curves.push({points: ((path.getAttribute('d') || '').match(/[ML]/g) || []).length,"
     " dashed: !['none', ''].includes(style.strokeDasharray), opacity: Number(style.opacity)}); }"
-    " const labels = [...element.querySelectorAll('.bqplot.figure .g_legend text')]"
-    ".map((text) => text.textContent.trim()); return {curves, labels}; }"
+    " const labels = [...element.querySelectorAll('.lr-widget-legend span')]"
+    ".map((item) => item.textContent.trim()); return {curves, labels}; }"
 )
 
 
@@ -359,6 +359,48 @@ def test_the_lag_free_fit_is_the_bold_curve_once_the_sweep_ends(notebook: Notebo
     faded = [c for c in drawn["curves"] if c["dashed"] and c["opacity"] < 1]
     assert any(curve["points"] == fitted for curve in solid), drawn  # the fit, drawn bold
     assert any(curve["points"] == recorded for curve in faded), drawn  # the EMA beside it
+
+
+# The answer on the plot (its SVG label), the legend's box and the plot area's, in page pixels.
+_ANSWER_AND_BOXES_JS = (
+    "(root) => { const element = document.querySelector(root);"
+    " const box = (node) => { if (!node) return null; const r = node.getBoundingClientRect();"
+    " return {left: r.left, top: r.top, right: r.right, bottom: r.bottom}; };"
+    " const labels = [...element.querySelectorAll('.bqplot.figure text')]"
+    ".map((text) => text.textContent.trim()).filter((text) => text.startsWith('suggested '));"
+    " return {labels, legend: box(element.querySelector('.lr-widget-legend')),"
+    " plot: box(element.querySelector('.bqplot.figure .plotarea_background')),"
+    " answer: element.querySelector('.lr-widget-answer')?.innerText || ''}; }"
+)
+
+
+def test_the_default_is_labelled_on_the_plot_and_the_legend_stays_off_it(
+    notebook: NotebookPage,
+) -> None:
+    _finished_sweep(notebook)
+    lr = notebook.kernel_eval("w.result.suggestion.lr")
+    expected = f"suggested {lr:.1e}"
+
+    def shown() -> dict[str, Any] | None:
+        found: dict[str, Any] = notebook.page.evaluate(_ANSWER_AND_BOXES_JS, ROOT)
+        return found if expected in found["labels"] and found["legend"] else None
+
+    found = notebook.wait(shown, f"the label {expected!r} on the plot")
+    assert found["answer"].startswith(expected), found["answer"]  # and in words under it
+    legend, plot = found["legend"], found["plot"]
+    assert plot is not None
+    overlaps = (
+        legend["left"] < plot["right"] and plot["left"] < legend["right"]
+        and legend["top"] < plot["bottom"] and plot["top"] < legend["bottom"]
+    )  # fmt: skip
+    assert not overlaps, found
+
+
+def test_the_console_has_no_errors_or_warnings_from_drawing(notebook: NotebookPage) -> None:
+    """SVG attribute errors ("<rect> attribute width: A negative value", "transform: Trailing
+    garbage") are console errors, not page errors: every sweep drawn so far counts."""
+    _finished_sweep(notebook)
+    assert notebook.drawing_errors() == []
 
 
 LONG_STEPS = 10_000

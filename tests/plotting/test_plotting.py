@@ -82,24 +82,46 @@ def test_axes_use_the_widgets_decade_ticks_and_robust_y_range() -> None:
     assert ax.get_ylim()[1] < 3  # the blow-up to 30 does not squash the dip
 
 
-def test_every_suggestion_is_marked_with_its_rules_marker_and_the_default_named() -> None:
-    result = _result()
-    ax = result.plot(_axes())
-    answered = {rule: s for rule, s in result.suggestions().items() if s.lr is not None}
-    assert answered  # the test can fail
-    markers = {
+def _markers(ax: Axes) -> dict[str, PathCollection]:
+    return {
         collection.get_label(): collection
         for collection in ax.collections
         if isinstance(collection, PathCollection)
     }
+
+
+def test_the_default_is_marked_and_labelled_as_the_answer_and_the_rest_on_request() -> None:
+    result = _result()
+    answer = result.suggestion
+    assert answer.lr is not None
+    ax = result.plot(_axes())
+    markers = _markers(ax)
+    assert list(markers) == [f"suggested {answer.lr:.1e} ({DEFAULT_RULE})"]
+    assert [text.get_text() for text in ax.texts] == [f"suggested {answer.lr:.1e}"]
+
+    answered = {rule: s for rule, s in result.suggestions().items() if s.lr is not None}
+    assert len(answered) > 1  # the test can fail
+    markers = _markers(result.plot(_axes(), all_rules=True))
     for rule, suggestion in answered.items():
-        default = " (default)" if rule == DEFAULT_RULE else ""
-        mark = markers[f"{rule} {suggestion.lr:.1e}{default}"]
+        label = (
+            f"suggested {suggestion.lr:.1e} ({rule})"
+            if rule == DEFAULT_RULE
+            else f"{rule} {suggestion.lr:.1e}"
+        )
+        mark = markers[label]
         assert mark.get_offsets().tolist() == [[suggestion.lr, suggestion.loss]]
         assert to_hex(mark.get_facecolor()[0]) == rule_style(rule).color
     assert len(markers) == len(answered)
-    legend = [text.get_text() for text in ax.get_legend().get_texts()]
-    assert any(label.endswith("(default)") for label in legend)
+
+
+def test_the_legend_is_outside_the_plot_area() -> None:
+    figure = Figure(figsize=(10.0, 4.5), layout="constrained")
+    ax = _result().plot(figure.add_subplot())
+    figure.draw_without_rendering()  # the constrained layout, as a save would place it
+    legend = ax.get_legend().get_window_extent()
+    plot_area = ax.get_window_extent()
+    assert legend.x0 >= plot_area.x1  # beside the plot, not over it
+    assert legend.x1 <= figure.bbox.x1  # and inside the figure
 
 
 def test_the_validation_curve_is_drawn_and_fits_the_y_range() -> None:
@@ -179,7 +201,7 @@ def test_saved_svg_is_valid_deterministic_and_labelled(tmp_path: Path) -> None:
     texts = "".join(root.itertext())
     assert "LR range test" in texts
     assert "learning rate" in texts
-    assert f"{DEFAULT_RULE} {result.suggested_lr:.1e} (default)" in texts
+    assert f"suggested {result.suggested_lr:.1e} ({DEFAULT_RULE})" in texts
 
 
 def test_saved_png_is_a_png(tmp_path: Path) -> None:

@@ -10,11 +10,12 @@ import pytest
 
 from lr_widget.curves.axes import MAX_DRAWN_POINTS, decade_ticks, robust_y_range
 from lr_widget.curves.smoothing import debiased_ema
-from lr_widget.plotting.style import EMA_OPACITY
+from lr_widget.plotting.style import EMA_OPACITY, FIT_LABEL
 from lr_widget.results.range_test import RangeTestResult, StopReason
 from lr_widget.suggestions.registry import DEFAULT_RULE
 from lr_widget.widget import LRWidget, runner
 from lr_widget.widget.clicks import TOOLTIP_CLASS, TRANSPARENT_PNG
+from lr_widget.widget.overlays import set_line
 
 from .frontend import drawn, main_curve, move
 from .scripted import FakeClock, ScriptedStep, Setup, valley_curve
@@ -143,7 +144,22 @@ def test_the_y_range_stays_finite_and_readable_when_the_loss_explodes(setup: Set
     assert 0.5 < low < min(falling)
     assert max(falling) < high < 4.0
     raw = drawn(w.plot.raw_line.y)
-    assert np.isnan(raw[-1])  # inf is not drawn as a spike
+    assert np.all(np.isfinite(raw))  # the inf is not drawn as a spike, nor sent as a NaN end
+    assert raw.size == len(result.losses) - 1
+    assert drawn(w.plot.raw_line.x).size == raw.size
+
+
+def test_a_line_ending_in_nan_is_sent_without_its_nan_tail() -> None:
+    """bqplot labels a line at its last point; a NaN there is "translate(x,undefined)" in the
+    browser's console. Gaps inside the line stay."""
+    import bqplot
+
+    line = bqplot.Lines(x=np.zeros(0), y=np.zeros(0))
+    set_line(line, [1.0, 2.0, 3.0, 4.0, 5.0], [1.0, math.nan, 2.0, math.nan, math.inf])
+    assert drawn(line.x).tolist() == [1.0, 2.0, 3.0]
+    assert np.isnan(drawn(line.y)[1])
+    set_line(line, [1.0, 2.0], [math.nan, math.nan])
+    assert drawn(line.x).size == drawn(line.y).size == 0
 
 
 def test_a_saved_exploding_curve_gets_a_finite_y_range() -> None:
@@ -168,7 +184,9 @@ def test_robust_y_range_caps_the_divergence_tail_and_pads() -> None:
     assert flat[0] < 2.0 < flat[1]
 
 
-def test_suggestion_markers_and_legend_appear_when_the_sweep_ends(setup: Setup) -> None:
+def test_the_default_is_marked_as_the_answer_and_the_other_rules_are_one_toggle_away(
+    setup: Setup,
+) -> None:
     step = ScriptedStep(hold_at=50, loss_of_lr=valley_curve)
     w = setup.widget(step, num_steps=80, start_lr=1e-6, end_lr=1.0, diverge_factor=math.inf)
     w.run()
@@ -179,15 +197,52 @@ def test_suggestion_markers_and_legend_appear_when_the_sweep_ends(setup: Setup) 
     step.release()
     result = w.wait()
     assert result is not None
+    answer = result.suggestion
+    assert answer.lr is not None
 
+    # The answer: the default's marker, labelled on the plot, in the legend and under the plot.
+    assert [rule for rule, mark in marks.items() if mark.visible] == [DEFAULT_RULE]
+    assert drawn(marks[DEFAULT_RULE].x).tolist() == [answer.lr]
+    assert w.plot.answer_shown == f"suggested {answer.lr:.1e}"
+    assert f"suggested {answer.lr:.1e} ({DEFAULT_RULE})" in w.plot.legend.labels
+    assert f"<b>suggested {answer.lr:.1e}</b>" in w.controls.answer.value
+    buttons = w.controls.suggestion_buttons
+    assert next(iter(buttons)) == DEFAULT_RULE  # first, and distinct
+    assert buttons[DEFAULT_RULE].button_style == "success"
+    assert all(buttons[rule].layout.display == "none" for rule in buttons if rule != DEFAULT_RULE)
+
+    # All rules: every answer's marker and button, each named in the legend; then back.
+    w.controls.all_rules.value = True
     for rule, suggestion in result.suggestions().items():
-        mark, button = marks[rule], w.controls.suggestion_buttons[rule]
-        assert mark.visible == mark.display_legend == suggestion.ok
+        mark, button = marks[rule], buttons[rule]
+        assert mark.visible == suggestion.ok
         assert button.disabled == (not suggestion.ok)
+        assert button.layout.display is None
         if suggestion.ok:
             assert drawn(mark.x).tolist() == [suggestion.lr]
-            assert mark.labels[0].startswith(rule)
+            assert mark.labels[0] in w.plot.legend.labels
+            assert rule in mark.labels[0]
     assert marks["valley"].visible
+    w.controls.all_rules.value = False
+    assert [rule for rule, mark in marks.items() if mark.visible] == [DEFAULT_RULE]
+    assert not any(label.startswith("valley") for label in w.plot.legend.labels)
+
+
+def test_the_legend_lists_what_is_drawn_and_no_mark_uses_bqplots_own(setup: Setup) -> None:
+    """bqplot's legend sits inside the plot area, over the data: every mark keeps it off, and the
+    legend under the figure follows the curves as they come and go."""
+    w = setup.widget(ScriptedStep(loss_of_lr=valley_curve), num_steps=60, start_lr=1e-6,
+                     end_lr=1.0, diverge_factor=math.inf)  # fmt: skip
+    assert w.plot.legend.labels == []  # nothing drawn yet
+    w.run()
+    w.wait()
+    labels = w.plot.legend.labels
+    assert labels[:3] == ["loss (raw)", "loss (smoothed)", FIT_LABEL]
+    assert not any(mark.display_legend for mark in w.plot.figure.marks)
+    w.keep("first")
+    assert "first" in w.plot.legend.labels
+    w.clear_kept()
+    assert "first" not in w.plot.legend.labels
 
 
 def test_the_last_sweeps_suggestion_buttons_hide_while_a_new_sweep_runs(setup: Setup) -> None:

@@ -32,7 +32,7 @@ def test_the_drawn_curve_switches_to_the_lag_free_fit_when_the_sweep_ends(setup:
     assert result.num_steps > 12
 
     assert w.plot.fit_line.visible
-    assert w.plot.fit_line.display_legend
+    assert FIT_LABEL in w.plot.legend.labels
     assert w.plot.fit_line.labels == [FIT_LABEL]
     fit = result.lag_free_curve
     np.testing.assert_allclose(drawn(w.plot.fit_line.y), fit, equal_nan=True)

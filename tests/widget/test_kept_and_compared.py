@@ -55,7 +55,7 @@ def test_keep_draws_the_result_as_a_labelled_line_with_a_legend_entry(setup: Set
     line = w.plot.kept.line_of("run 1")
     assert line in w.plot.figure.marks
     assert line.labels == ["run 1"]
-    assert line.display_legend
+    assert "run 1" in w.plot.legend.labels
     assert line.colors == [KEPT_PALETTE[0]]
     np.testing.assert_array_equal(drawn(line.x), first.lrs)
     np.testing.assert_allclose(drawn(line.y), first.smoothed_losses)

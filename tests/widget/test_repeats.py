@@ -112,6 +112,8 @@ def test_each_suggestion_shows_its_spread_across_the_runs(setup: Setup) -> None:
     assert lines[0] == result.spread(DEFAULT_RULE).describe()  # the default rule first, in bold
     assert f"<b>{lines[0]}</b>" in markup
     assert w.controls.spread_label.layout.display is None  # shown
+    assert [rule for rule, bar in w.plot.spread_bars.bars.items() if bar.visible] == [DEFAULT_RULE]
+    w.controls.all_rules.value = True  # every rule's bar
     for rule, button in w.controls.suggestion_buttons.items():
         spread = result.spread(rule)
         assert spread.describe() in button.tooltip

@@ -9,6 +9,7 @@ import pytest
 
 from lr_widget.curves.smoothing import debiased_ema
 from lr_widget.results.range_test import RangeTestResult
+from lr_widget.suggestions.registry import DEFAULT_RULE
 from lr_widget.widget import LRWidget
 
 from .frontend import click, click_plot, drawn, move
@@ -39,7 +40,7 @@ def _assert_shows_without_a_model(w: LRWidget, saved: RangeTestResult) -> None:
     assert w.result is not None
     assert w.result.lrs == saved.lrs
     np.testing.assert_allclose(drawn(w.plot.loss_line.y), saved.smoothed_losses)
-    assert w.plot.suggestion_marks["valley"].visible
+    assert w.plot.suggestion_marks[DEFAULT_RULE].visible
     assert "completed" in controls.status.value
     with pytest.raises(RuntimeError, match="no model"):
         w.run()

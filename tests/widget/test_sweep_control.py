@@ -172,3 +172,16 @@ def test_progress_shows_step_lr_loss_and_time_left(setup: Setup) -> None:
     step.release()
     w.wait()
     assert w.controls.progress.value == 20
+
+
+def test_the_progress_bar_is_full_once_a_sweep_ends_early(setup: Setup) -> None:
+    """A divergence at step 12 of 20 ends the sweep: the bar says it is over, not 60% done."""
+    losses = [1.0] * 12 + [100.0] * 8
+    w = setup.widget(ScriptedStep(losses=losses), num_steps=20, beta=0.0)
+    w.run()
+    result = w.wait()
+    assert result is not None
+    assert result.stop_reason is StopReason.DIVERGED
+    assert result.num_steps < 20
+    assert w.controls.progress.value == w.controls.progress.max
+    assert w.controls.progress_text.value.startswith("diverged")
