@@ -23,7 +23,7 @@ import tempfile
 import threading
 import time
 import urllib.parse
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -109,7 +109,7 @@ def run_lab(notebook: Path | None, port: int, open_browser: bool, allow_root: bo
     open_browser = open_browser and _has_display()
     with _token_config(token) as config, _sigterm_as_interrupt():
         command = lab_command(path, config, port, open_browser, allow_root)
-        server = subprocess.Popen(command)
+        server = subprocess.Popen(command, env=kernel_environment(os.environ))
         try:
             return _serve(server, path, token, config)
         except KeyboardInterrupt:
@@ -201,6 +201,23 @@ def _sigterm_as_interrupt() -> Iterator[None]:
 
 def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt
+
+
+def kernel_environment(environment: Mapping[str, str]) -> dict[str, str]:
+    """The server's environment, which its kernels inherit: ``environment`` with
+    ``OMP_WAIT_POLICY=PASSIVE`` unless it sets a policy of its own.
+
+    OpenMP reads the policy once, when torch loads it, so a kernel cannot change it later. With
+    the default, torch's idle OpenMP threads spin waiting for work; beside one busy core (the
+    browser, another kernel) the sweep's own threads lose the CPU to them, and a demo sweep ran
+    several times slower than with the threads asleep.
+
+    >>> kernel_environment({"PATH": "/bin"})["OMP_WAIT_POLICY"]
+    'PASSIVE'
+    >>> kernel_environment({"OMP_WAIT_POLICY": "ACTIVE"})["OMP_WAIT_POLICY"]
+    'ACTIVE'
+    """
+    return {**environment, "OMP_WAIT_POLICY": environment.get("OMP_WAIT_POLICY", "PASSIVE")}
 
 
 def _serve(server: subprocess.Popen[bytes], notebook: Path, token: str, config: Path) -> int:
