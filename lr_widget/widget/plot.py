@@ -6,8 +6,9 @@ the sweep thread owns the curve lines, the noise band, the hover points and the 
 (:meth:`LossPlot.draw_curves`, :meth:`LossPlot.draw_band`); the main thread owns the x range,
 suggestion markers and spread bars, selection marks, kept results, the curvature line, the LR
 range and the click overlay. The overlays themselves are in :mod:`.overlays`, the click overlay
-and the hover points in :mod:`.clicks`; colours come from :mod:`lr_widget.plotting.style`, ticks and
-y ranges from :mod:`lr_widget.curves.axes`, as for
+and the hover points in :mod:`.clicks`; the legend, drawn under the figure from the marks shown,
+in :mod:`.legend` (either thread redraws it, under its lock). Colours come from
+:mod:`lr_widget.plotting.style`, ticks and y ranges from :mod:`lr_widget.curves.axes`, as for
 :meth:`lr_widget.results.protocol.SweepResult.plot`.
 """
 
