@@ -205,6 +205,7 @@ def budget_section(document: dict[str, Any]) -> str:
     lines += ["### Development tasks", "", *_table(part, "dev", _rows(part)), ""]
     lines += ["### Per task", "", "Noise: seed-to-seed spread at the best LR (standard "
               "deviation over mean); oracle: its regret.", "", *_task_table(part), ""]  # fmt: skip
+    lines += _one_cycle_section(part.get("one_cycle"))
     for scoring, other in document["scorings"].items():
         if scoring == headline:
             continue
@@ -219,6 +220,33 @@ def budget_section(document: dict[str, Any]) -> str:
             "",
         ]
     return "\n".join(lines)
+
+
+ONE_CYCLE_RULE = "minimum_half"
+"""The library's rule for the peak of a one-cycle schedule (``SCHEDULE_RULES["one-cycle"]``;
+a test holds the two equal)."""
+
+
+def _one_cycle_section(one_cycle: dict[str, Any] | None) -> list[str]:
+    """The one-cycle tasks at every length: the LR as the peak of a schedule as long as the run."""
+    if not one_cycle or not (one_cycle["dev_tasks"] or one_cycle["held_out_tasks"]):
+        return []
+    rows = [ONE_CYCLE_RULE, "for_length, length given", "minimum_third", "minimum", "steep",
+            "valley", *ANCHOR_ROWS]  # fmt: skip
+    lines = [
+        "### One-cycle: the LR as the peak of a schedule as long as the run",
+        "",
+        "The tasks trained with a one-cycle schedule too, at the same three lengths (one run "
+        "per LR, seed and length, over the window of the 1x optimum), each pick taken as the "
+        f"schedule's peak. `{ONE_CYCLE_RULE}` is the library's rule for it "
+        '(`result.suggestion_for("one-cycle")`). Development: '
+        f"{', '.join(one_cycle['dev_tasks']) or 'none'}; held out: "
+        f"{', '.join(one_cycle['held_out_tasks']) or 'none'}.",
+        "",
+    ]
+    for split, name in (("held_out", "Held out"), ("dev", "Development")):
+        lines += [f"{name}:", "", *_table(one_cycle, split, rows), ""]
+    return lines
 
 
 def _length_examples(part: dict[str, Any]) -> list[str]:

@@ -39,7 +39,7 @@ from benchmarks.common import RESULTS_DIR
 from benchmarks.rescore import anchor_picks, interpolated_score, lr_widget_picks, sweep_runs
 from benchmarks.split import DEV_TASKS, HELD_OUT_TASKS
 from benchmarks.stats import geometric_mean
-from benchmarks.tasks import RECORDED_TRAIN_LOSSES
+from benchmarks.tasks import RECORDED_TRAIN_LOSSES, get_task
 
 __all__ = [
     "DIVISOR_GRID",
@@ -124,20 +124,28 @@ class LengthTruth:
 
 
 def truths(
-    quality: dict[str, Any], budget: dict[str, Any], task: str, scoring: str
+    quality: dict[str, Any],
+    budget: dict[str, Any],
+    task: str,
+    scoring: str,
+    schedule: str = "constant",
 ) -> list[LengthTruth]:
-    """The task's truth at every length, scored by ``scoring``; [] until its window is settled."""
-    short = bc._short_truth(quality, task, "constant")
+    """The task's truth at every length, scored by ``scoring``; [] until its window is settled.
+    ``schedule="one-cycle"``: the LR is the peak of a one-cycle schedule as long as the run (its
+    window only beyond 1x, and no oracle: its seeds 3-5 ran at constant LR)."""
+    short = bc._short_truth(quality, task, schedule)
     if short is None:
         return []
-    window, settled = bc._window(budget, short, task, "constant")
+    window, settled = bc._window(budget, short, task, schedule)
     if not settled:
         return []
     grid, lengths = list(qc.GRID), bc.lengths_of(task)
     initial = {seed: float(short[seed][0]["initial"]) for seed in qc.SEEDS}
+    # Beyond the window, a constant LR that diverged at 1x diverges at every length (the longer
+    # runs start with the 1x run's steps); a one-cycle schedule of another length does not.
     above = [
         i for i in range(window.stop, len(grid))
-        if all(bc.diverged_short(short, i, seed) for seed in qc.SEEDS)
+        if schedule == "constant" and all(bc.diverged_short(short, i, seed) for seed in qc.SEEDS)
     ]  # fmt: skip
     out: list[LengthTruth] = []
     for factor, length in zip(bc.LENGTH_FACTORS, lengths, strict=True):
@@ -147,16 +155,17 @@ def truths(
         for seed in qc.SEEDS:
             row = []
             for i in indices:
-                value = bc._score(budget, short, task, "constant", i, seed, length, scoring)
+                value = bc._score(budget, short, task, schedule, i, seed, length, scoring)
                 if value is None and factor == 1:
                     value = float(short[seed][i]["score"])
                 if value is None:
                     return out
                 row.append(value)
             scores[seed] = row
+        oracle = _oracle(budget, task, grid, length, indices, scoring)
         out.append(LengthTruth(
             task, length, factor, [grid[i] for i in indices], scores, initial,
-            _oracle(budget, task, grid, length, indices, scoring), grid[window.start],
+            oracle if schedule == "constant" else {}, grid[window.start],
         ))  # fmt: skip
     return out
 
@@ -440,7 +449,40 @@ def _scored(
         for factor in (*bc.LENGTH_FACTORS, None)
     }  # fmt: skip
     part["regrets"] = {task: {str(f): r for f, r in by.items()} for task, by in scored.items()}
+    part["one_cycle"] = _one_cycle(quality, budget, scoring, picks)
     return part
+
+
+def _one_cycle(
+    quality: dict[str, Any], budget: dict[str, Any], scoring: str, picks: dict[str, TaskPicks]
+) -> dict[str, Any]:
+    """The tasks trained with the LR as the peak of a one-cycle schedule as long as the run: every
+    length-independent pick (the library's one-cycle rule among them) and ``for_length`` scored
+    against that truth, per length."""
+    scored: dict[str, dict[int, dict[str, float]]] = {}
+    for task in [*DEV_TASKS, *HELD_OUT_TASKS]:
+        if not get_task(task).one_cycle or task not in picks:
+            continue
+        known = truths(quality, budget, task, scoring, "one-cycle")
+        if len(known) < len(bc.LENGTH_FACTORS):
+            continue
+        scored[task] = {
+            truth.factor: {m: r for m, r in score_task(truth, picks[task]).items()
+                           if not _is_grid(m)}
+            for truth in known
+        }  # fmt: skip
+    dev = [t for t in DEV_TASKS if t in scored]
+    held = [t for t in HELD_OUT_TASKS if t in scored]
+    return {
+        "dev_tasks": dev,
+        "held_out_tasks": held,
+        "per_length": {
+            "all" if factor is None else str(factor): {
+                "dev": summarise(scored, dev, factor), "held_out": summarise(scored, held, factor)
+            }
+            for factor in (*bc.LENGTH_FACTORS, None)
+        },
+    }  # fmt: skip
 
 
 def _is_grid(name: str) -> bool:

@@ -236,3 +236,10 @@ def test_the_readme_describes_the_benchmark_the_code_runs() -> None:
     assert f"{starts.count('fine-tune')} fine-tuning a body" in text
     assert f"{starts.count('mid-training')} resuming from a checkpoint" in text
     assert f"best checkpoint ({len(bc.CHECKPOINT_FACTORS)} of them" in text
+
+
+def test_the_one_cycle_section_names_the_librarys_one_cycle_rule() -> None:
+    from benchmarks.budget_report import ONE_CYCLE_RULE
+    from lr_widget.suggestions.registry import SCHEDULE_RULES
+
+    assert SCHEDULE_RULES["one-cycle"] == ONE_CYCLE_RULE
