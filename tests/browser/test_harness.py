@@ -181,7 +181,10 @@ def test_open_notebook_runs_cells_until_one_raises(
         notebook.wait_for_cells_done()
     assert "1 / 0" in str(raised.value)  # the traceback
     assert "\x1b[" not in str(raised.value)  # without ANSI colour codes
-    assert notebook.wait_for_json(kernel_output) == {"answer": 42}
+    # Whether the cell after the error runs is the kernel's timing, not the harness's: ipykernel
+    # aborts only the requests already queued when the error happens (under load, CI once saw
+    # the last cell run). The cells before it ran.
+    assert notebook.wait_for_json(kernel_output)["answer"] == 42
 
 
 def test_server_factory_passes_environment_to_kernels(

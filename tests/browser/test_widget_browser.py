@@ -378,6 +378,13 @@ def test_the_default_is_labelled_on_the_plot_and_the_legend_stays_off_it(
     notebook: NotebookPage,
 ) -> None:
     _finished_sweep(notebook)
+    if notebook.kernel_eval("w.result.suggestion.lr is None"):  # a sweep stopped early before
+        notebook.kernel_execute("w.run()")
+        notebook.wait(
+            lambda: notebook.kernel_eval("not w.running and w.result.suggestion.lr is not None"),
+            "a full sweep with a suggestion",
+            timeout=SWEEP_TIMEOUT_S,
+        )
     lr = notebook.kernel_eval("w.result.suggestion.lr")
     expected = f"suggested {lr:.1e}"
 
