@@ -23,6 +23,9 @@ each message goes through what ipykernel does with it short of the socket
 ``jupyter_client`` Session on the thread that sent it, as in a notebook. Messages are counted
 and sized from those frames.
 
+A last case runs beside a process spinning on one core, with torch's default thread count, as a
+notebook's sweep runs beside a busy browser: its wall-time ratio is the widget under load.
+
 A 2-step sweep isolates the per-sweep fixed cost (set-up, the drawings at start and end, the
 suggestion markers and buttons, the thread hand-off); the 100-step sweeps give the ratios the
 targets are about; a 400-step tiny sweep shows that fixed cost as a share of a longer sweep. The
@@ -42,11 +45,14 @@ from __future__ import annotations
 import argparse
 import gc
 import json
+import os
+import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
@@ -85,6 +91,10 @@ class WidgetCase:
     num_steps: int
     rounds: int
     target: float | None = None
+    busy_cores: int = 0
+    """Processes spinning on a core each while the case runs (a browser, another kernel)."""
+    threads: int | None = None
+    """Torch's intra-op threads for the case (``None``: the benchmark's one)."""
 
 
 CASES = (
@@ -93,7 +103,30 @@ CASES = (
     # The per-sweep cost is fixed, so it shrinks as a share of a longer sweep.
     WidgetCase("tiny-mlp, 400 steps", "tiny-mlp", 400, 21),
     WidgetCase("mid-cnn", "mid-cnn", 100, 21, WIDGET_TARGETS["mid-cnn"]),
+    # Under load, as in a notebook beside a busy core, with torch's default thread count: the
+    # widget's sweep thread against the same sweep headless (wall time: waiting counts).
+    WidgetCase(
+        "tiny-mlp, one busy core", "tiny-mlp", 100, 21, busy_cores=1, threads=os.cpu_count() or 1
+    ),
 )
+
+
+@contextmanager
+def _under_load(case: WidgetCase) -> Iterator[None]:
+    """``case.busy_cores`` spinning processes and ``case.threads`` torch threads while inside."""
+    busy = [
+        subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(case.busy_cores)
+    ]
+    threads = torch.get_num_threads()
+    if case.threads is not None:
+        torch.set_num_threads(case.threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+        for process in busy:
+            process.kill()
+            process.wait()
 
 
 # -- a comm that costs what a kernel's does ---------------------------------------------------
@@ -199,19 +232,20 @@ def measure_case(case: WidgetCase, rounds: int) -> dict[str, Any]:
     """CPU and wall seconds of every contender, ``rounds`` interleaved rounds after two untimed
     ones; and the live widget's messages per sweep (from an untimed sweep, after)."""
     runners = prepare_contenders(case)
-    for _ in range(2):
-        for run in runners.values():
-            run()
     cpu: dict[str, list[float]] = {name: [] for name in CONTENDERS}
     wall: dict[str, list[float]] = {name: [] for name in CONTENDERS}
-    for index in range(rounds):
-        shift = index % len(CONTENDERS)
-        for name in [*CONTENDERS[shift:], *CONTENDERS[:shift]]:
-            gc.collect()
-            started_cpu, started_wall = time.process_time(), time.perf_counter()
-            runners[name]()
-            cpu[name].append(time.process_time() - started_cpu)
-            wall[name].append(time.perf_counter() - started_wall)
+    with _under_load(case):
+        for _ in range(2):
+            for run in runners.values():
+                run()
+        for index in range(rounds):
+            shift = index % len(CONTENDERS)
+            for name in [*CONTENDERS[shift:], *CONTENDERS[:shift]]:
+                gc.collect()
+                started_cpu, started_wall = time.process_time(), time.perf_counter()
+                runners[name]()
+                cpu[name].append(time.process_time() - started_cpu)
+                wall[name].append(time.perf_counter() - started_wall)
     TALLY.reset()
     runners[LIVE]()
     return {
@@ -254,6 +288,8 @@ def summarise_case(case: WidgetCase, raw: dict[str, Any]) -> dict[str, Any]:
         "num_steps": case.num_steps,
         "rounds": len(raw["cpu_s"][BASELINE]),
         "target": case.target,
+        "busy_cores": case.busy_cores,
+        "threads": case.threads or 1,
         "contenders": rows,
         **{f"drawing_cpu_{key}": value for key, value in drawing.items()},
         "messages_per_sweep": raw["messages_per_sweep"],
@@ -275,7 +311,7 @@ def run_benchmark(quick: bool) -> dict[str, Any]:
     for case in CASES:
         rounds = 3 if quick else case.rounds
         if quick:
-            case = WidgetCase(case.name, case.model, min(case.num_steps, 10), rounds, case.target)
+            case = replace(case, num_steps=min(case.num_steps, 10), rounds=rounds)
         print(f"{case.name}: {rounds} rounds of {case.num_steps}-step sweeps", flush=True)
         cases.append(summarise_case(case, measure_case(case, rounds)))
     return {"quick": quick, "environment": environment, "cases": cases}

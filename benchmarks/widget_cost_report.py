@@ -43,19 +43,29 @@ def _verdict(case: dict[str, Any]) -> str:
 
 def widget_cost_headline(results: dict[str, Any]) -> list[str]:
     """One bullet: the live widget's CPU ratio to headless per case, with the A/A control."""
-    parts = []
+    parts, loaded = [], []
     for case in results["cases"]:
         rows = case["contenders"]
         live, control = rows["live"], rows["headless-again"]
+        if case.get("busy_cores"):
+            loaded.append(
+                f"{case['case']}, {case['threads']} torch threads: live / headless wall time "
+                f"x{fmt(live['wall_ratio'])} (median of {case['rounds']} rounds; A/A "
+                f"x{fmt(control['wall_ratio'])})"
+            )
+            continue
         parts.append(
             f"{case['case']} x{fmt(live['cpu_ratio'])} (95% {_interval(live, 'cpu')}; "
             f"{fmt(live['cpu_extra_ms'])} ms per sweep; A/A x{fmt(control['cpu_ratio'])})"
         )
-    return [
+    lines = [
         "Live widget / headless, CPU time in one process, kernel-encoded messages: "
         + "; ".join(parts)
         + "."
     ]
+    if loaded:
+        lines.append("The widget under load: " + "; ".join(loaded) + ".")
+    return lines
 
 
 def widget_cost_section(results: dict[str, Any]) -> str:
@@ -89,9 +99,15 @@ def widget_cost_section(results: dict[str, Any]) -> str:
             ]
             for name, row in rows.items()
         ]
+        load = ""
+        if case.get("busy_cores"):
+            load = (
+                f", beside {case['busy_cores']} busy core(s), {case['threads']} torch threads "
+                "(read the wall-time ratio)"
+            )
         parts.append(
             f"### {case['case']}: {case['description']}, {case['num_steps']} steps, "
-            f"{case['rounds']} rounds"
+            f"{case['rounds']} rounds{load}"
         )
         parts.append(
             markdown_table(

@@ -436,3 +436,27 @@ def test_markdown_table_and_number_format() -> None:
     assert common.fmt(1.23456) == "1.23"
     assert common.fmt(1e-6) == "1.00e-06"
     assert common.markdown_table(["a"], [[3]]).splitlines()[-1] == "| 3 |"
+
+
+def test_the_widget_under_load_case_sets_its_threads_and_reports_the_wall_ratio() -> None:
+    case = widget_cost.WidgetCase("tiny, one busy core", "tiny-mlp", 3, 1, busy_cores=1,
+                                  threads=2)  # fmt: skip
+    threads = torch.get_num_threads()
+    with widget_cost._under_load(case):
+        assert torch.get_num_threads() == 2
+    assert torch.get_num_threads() == threads  # restored
+    base = [0.1] * 5
+    raw = {
+        "cpu_s": {name: base for name in widget_cost.CONTENDERS},
+        "wall_s": {**{name: base for name in widget_cost.CONTENDERS}, "live": [0.12] * 5},
+        "messages_per_sweep": 10,
+        "largest_message_bytes": 100,
+    }
+    summary = widget_cost.summarise_case(case, raw)
+    assert summary["busy_cores"] == 1
+    assert summary["threads"] == 2
+    text = report.render({"widget_cost": {"environment": {"cpu": "test CPU"},
+                                          "cases": [summary]}})  # fmt: skip
+    assert "The widget under load: tiny, one busy core, 2 torch threads: live / headless " \
+        "wall time x1.2 (median of 5 rounds; A/A x1)." in text  # fmt: skip
+    assert "beside 1 busy core(s), 2 torch threads (read the wall-time ratio)" in text
