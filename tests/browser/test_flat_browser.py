@@ -1,10 +1,13 @@
 """A flat curve says so in the page (issue 28): a result with no descent beyond batch noise,
-loaded into the widget, shows the flat message under the plot and labels only the LR the curve
-still gives (where the loss starts to rise, divided), in JupyterLab and Notebook 7 alike."""
+loaded into the widget, and a live sweep of the demo model trained to convergence, each show the
+flat message under the plot and answer only with the LR the curve still gives (where the loss
+starts to rise, divided), in JupyterLab and Notebook 7 alike."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+
+import pytest
 
 from lr_widget.widget.controls import ANSWER_CLASS
 from lr_widget.widget.widget import ROOT_CLASS
@@ -25,11 +28,28 @@ FLAT_CELLS = [
     "w = LRWidget.from_result(result)\nw",
 ]
 
+# The forum's case, live: the demo model trained to convergence, then swept in the widget.
+CONVERGED_CELLS = [
+    "import torch\n"
+    "from lr_widget.demo import make_demo\n"
+    "from lr_widget.widget import LRWidget\n\n"
+    "torch.manual_seed(0)\n"
+    "demo = make_demo(seed=0)\n"
+    "optimizer = torch.optim.AdamW(demo.model.parameters(), lr=3e-3)\n"
+    "for _ in range(20):\n"
+    "    for inputs, targets in demo.train_loader:\n"
+    "        optimizer.zero_grad()\n"
+    "        demo.loss_fn(demo.model(inputs), targets).backward()\n"
+    "        optimizer.step()",
+    "w = LRWidget(demo.model, demo.train_loader, demo.loss_fn)\nw",
+]
 
+
+@pytest.mark.parametrize("cells", [FLAT_CELLS, CONVERGED_CELLS], ids=["saved", "converged-sweep"])
 def test_a_flat_curve_shows_the_flat_message(
-    open_notebook: Callable[..., NotebookPage],
+    open_notebook: Callable[..., NotebookPage], cells: list[str]
 ) -> None:
-    notebook = open_notebook(FLAT_CELLS)
+    notebook = open_notebook(cells)
     notebook.run_all_cells()
     notebook.wait_for_cells_done(timeout=120)
     answer = f"{ROOT} .{ANSWER_CLASS}"
@@ -38,6 +58,7 @@ def test_a_flat_curve_shows_the_flat_message(
         what="the flat message under the plot",
         arg=answer,
     )
+    notebook.wait(lambda: notebook.kernel_eval("not w.running"), "the sweep to end")
     text = notebook.page.locator(answer).inner_text()
     lr = notebook.kernel_eval("w.result.suggestion.lr")
     assert text.startswith(f"suggested {lr:.1e}"), text
