@@ -37,7 +37,7 @@ from lr_widget.results.jsonfile import (
 from lr_widget.results.protocol import SweepResult, write_csv
 from lr_widget.results.settings import parse_settings
 from lr_widget.results.spread import NoiseBand
-from lr_widget.suggestions.curve import Flat, Suggestion, prepare
+from lr_widget.suggestions.curve import Curve, Flat, Suggestion, prepare
 from lr_widget.suggestions.length import check_train_steps, describe_length
 from lr_widget.suggestions.registry import CURVE_READ, DEFAULT_RULE, suggest
 
@@ -59,6 +59,17 @@ class StopReason(str, Enum):
 
     def __str__(self) -> str:
         return self.value
+
+
+@dataclass
+class _Fit:
+    """A result's lag-free fit, its noise and (once read) the curve the rules prepare from it,
+    with the bytes of the LRs and losses they were computed from."""
+
+    key: bytes
+    fit: np.ndarray
+    noise: float
+    prepared: Curve | str | None = None
 
 
 @dataclass
@@ -109,9 +120,7 @@ class RangeTestResult(SweepResult):
     metadata: dict[str, Any] = field(default_factory=dict)
     confirmation: Confirmation | None = None
     # The last lag-free fit and what it was computed from: every rule reads it.
-    _fit_cache: tuple[bytes, np.ndarray, float] | None = field(
-        default=None, init=False, repr=False, compare=False
-    )
+    _fit_cache: _Fit | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         self.stop_reason = StopReason(self.stop_reason)
@@ -176,22 +185,28 @@ class RangeTestResult(SweepResult):
         """What the curve still tells when it has no descent beyond batch noise
         (:class:`~lr_widget.suggestions.curve.Flat`: where the loss starts to rise), or
         ``None`` when it descends (or is too short to read at all)."""
-        fit, noise = self._fitted()
-        if not fit.size:
+        if not self.lrs:
             return None
-        curve = prepare(self.lrs, fit, noise)
-        return None if isinstance(curve, str) else curve.flat
+        cached = self._fit_record()
+        if cached.prepared is None:  # read once per fit: a repeated result asks per rule
+            cached.prepared = prepare(self.lrs, cached.fit, cached.noise)
+        return None if isinstance(cached.prepared, str) else cached.prepared.flat
 
     def _fitted(self) -> tuple[np.ndarray, float]:
         if not self.lrs:
             return np.empty(0), math.nan
+        cached = self._fit_record()
+        return cached.fit, cached.noise
+
+    def _fit_record(self) -> _Fit:
+        """The lag-free fit of the curve as it is now (recomputed when the losses changed)."""
         raw = self.raw_curve
         key = np.asarray(self.lrs, dtype=np.float64).tobytes() + raw.tobytes()
-        if self._fit_cache is None or self._fit_cache[0] != key:
+        if self._fit_cache is None or self._fit_cache.key != key:
             fit = lag_free(self.lrs, raw, LAG_FREE_WIDTH)
             fit.flags.writeable = False  # shared by every reader of the cache
-            self._fit_cache = (key, fit, fit_noise(self.lrs, raw, fit, LAG_FREE_WIDTH))
-        return self._fit_cache[1], self._fit_cache[2]
+            self._fit_cache = _Fit(key, fit, fit_noise(self.lrs, raw, fit, LAG_FREE_WIDTH))
+        return self._fit_cache
 
     def with_beta(self, beta: float) -> Self:
         """A copy re-smoothed with ``beta`` (no new sweep; this result is unchanged)."""

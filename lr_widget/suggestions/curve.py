@@ -213,6 +213,12 @@ class Curve:
     def lr_range(self) -> str:
         return f"between {self.lrs[0]:.1e} and {self.lrs[-1]:.1e}"
 
+    @property
+    def largest_fall(self) -> float:
+        """The largest fall of the usable losses below their running maximum (0 if they never
+        fall)."""
+        return float(np.max(np.maximum.accumulate(self.losses) - self.losses))
+
 
 def _as_1d(values: ArrayLike, name: str) -> FloatArray:
     try:
@@ -289,8 +295,7 @@ def prepare(lrs: ArrayLike, losses: ArrayLike, noise: float | None = None) -> Cu
 
 def _flat(curve: Curve, noise: float, lrs: FloatArray) -> Flat | None:
     """The curve's :class:`Flat` reading if its largest fall is within ``NOISE_SIGMAS`` noise."""
-    losses = curve.losses
-    drop = float(np.max(np.maximum.accumulate(losses) - losses))
+    drop = curve.largest_fall
     threshold = NOISE_SIGMAS * noise
     if drop > threshold:
         return None
@@ -316,7 +321,7 @@ def _shape_problem(curve: Curve) -> str | None:
     span = float(np.ptp(losses))
     if span <= FLAT_TOLERANCE * magnitude:
         return f"flat: loss changes by {_percent(span, magnitude)} {curve.lr_range}"
-    drop = float(np.max(np.maximum.accumulate(losses) - losses))
+    drop = curve.largest_fall
     if drop <= MIN_RELATIVE_DROP * magnitude:
         return (
             f"the loss never decreases {curve.lr_range} "

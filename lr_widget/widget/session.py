@@ -284,21 +284,13 @@ class SweepSession:
 
     def suggested_lr(self, rule: str) -> float:
         """``rule``'s LR in :meth:`settled`; ``ValueError`` (with the reason) without one."""
-        suggestion = self.settled().suggestions.get(rule)
-        if suggestion is None or suggestion.lr is None:
-            reason = "no sweep result" if suggestion is None else suggestion.reason
-            raise ValueError(f"the {rule} rule gives no LR to pick: {reason}")
-        return float(suggestion.lr)
+        return _lr_to_pick(self.settled().suggestions.get(rule), rule)
 
     def confirm_centre_lr(self) -> float:
         """The LR a confirmation centres on in :meth:`settled`
         (:func:`~lr_widget.results.confirmation.confirm_centre`); ``ValueError`` (with the
         reason) without one."""
-        centre = confirm_centre(self.settled().suggestions)
-        if centre is None or centre.lr is None:
-            reason = "no sweep result" if centre is None else centre.reason
-            raise ValueError(f"the {CONFIRM_RULE} rule gives no LR to pick: {reason}")
-        return float(centre.lr)
+        return _lr_to_pick(confirm_centre(self.settled().suggestions), CONFIRM_RULE)
 
     def shown_curve(self) -> tuple[FloatArray, FloatArray] | None:
         """``(lrs, curve)`` of the main curve: the current run's smoothed curve while sweeping
@@ -476,3 +468,11 @@ def _nothing(*_args: Any) -> None:
 
 def _beta(result: SweepResult | None) -> float:
     return SweepSettings().beta if result is None else result.beta
+
+
+def _lr_to_pick(suggestion: Suggestion | None, rule: str) -> float:
+    """``suggestion``'s LR; ``ValueError`` naming ``rule`` and the reason when it has none."""
+    if suggestion is None or suggestion.lr is None:
+        reason = "no sweep result" if suggestion is None else suggestion.reason
+        raise ValueError(f"the {rule} rule gives no LR to pick: {reason}")
+    return float(suggestion.lr)

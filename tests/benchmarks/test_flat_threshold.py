@@ -4,8 +4,6 @@ model is part-trained) from every other task; only development tasks are read.""
 
 from __future__ import annotations
 
-import numpy as np
-
 from benchmarks import quality_cache as qc
 from benchmarks.rescore import sweep_runs
 from benchmarks.split import DEV_TASKS, HELD_OUT_TASKS
@@ -20,8 +18,7 @@ def _falls_in_noise_units(cache: dict, task: str) -> list[float]:
         sweep = sweep_runs(cache, task, seed)[0]
         curve = prepare(sweep.lrs, sweep.lag_free_curve)
         assert not isinstance(curve, str), (task, seed, curve)
-        drop = float(np.max(np.maximum.accumulate(curve.losses) - curve.losses))
-        falls.append(drop / sweep.curve_noise)
+        falls.append(curve.largest_fall / sweep.curve_noise)
     return falls
 
 
