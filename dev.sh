@@ -21,6 +21,11 @@ setup() {
     "$py" -m pip install --quiet "torch==2.13.0"
     # The pin again beside the extras: no extra (transformers, accelerate...) may move torch.
     "$py" -m pip install --quiet -e ".[$extras]" "torch==2.13.0"
+    if [ "$extras" = "test" ]; then
+        # fastai without its torchvision and spacy (they would move torch; Learner needs
+        # neither); the test extra holds the rest of its requirements.
+        "$py" -m pip install --quiet --no-deps "fastai>=2.7,<3"
+    fi
 }
 
 ensure_chromium() {

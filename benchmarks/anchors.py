@@ -296,7 +296,7 @@ def _quiet_lightning() -> None:
 def prepare_lightning(setup: Setup, spec: SweepSpec) -> Runner:
     """Lightning's ``Tuner.lr_find``; its suggestion is ``lr_finder.suggestion()``."""
     import lightning.pytorch as pl
-    from lightning.pytorch.tuner import Tuner
+    from lightning.pytorch.tuner.tuning import Tuner
 
     _quiet_lightning()
     start, end, steps = _resolve("lightning", spec)

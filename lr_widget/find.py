@@ -25,6 +25,7 @@ from lr_widget.engine.recording import StepCallback
 from lr_widget.engine.repeated_sweep import RepeatCallback
 from lr_widget.engine.runner import RangeTestRunner, make_runner
 from lr_widget.engine.sweep import LRFinder
+from lr_widget.frameworks import FrameworkLink, adapt
 from lr_widget.results.confirmation import check_confirm_options, confirm_centre
 from lr_widget.results.protocol import SweepResult
 from lr_widget.results.range_test import RangeTestResult
@@ -33,8 +34,8 @@ from lr_widget.results.repeated import RepeatedRangeTest
 
 @overload
 def find_lr(
-    model: torch.nn.Module,
-    train_data: Iterable[Any],
+    model: torch.nn.Module | Any,
+    train_data: Iterable[Any] | None = None,
     loss_fn: LossFn | None = None,
     optimizer: torch.optim.Optimizer | None = None,
     *,
@@ -53,8 +54,8 @@ def find_lr(
 
 @overload
 def find_lr(
-    model: torch.nn.Module,
-    train_data: Iterable[Any],
+    model: torch.nn.Module | Any,
+    train_data: Iterable[Any] | None = None,
     loss_fn: LossFn | None = None,
     optimizer: torch.optim.Optimizer | None = None,
     *,
@@ -73,8 +74,8 @@ def find_lr(
 
 
 def find_lr(
-    model: torch.nn.Module,
-    train_data: Iterable[Any],
+    model: torch.nn.Module | Any,
+    train_data: Iterable[Any] | None = None,
     loss_fn: LossFn | None = None,
     optimizer: torch.optim.Optimizer | None = None,
     *,
@@ -97,9 +98,19 @@ def find_lr(
     Parameters
     ----------
     model
-        Any ``torch.nn.Module``; batches are moved to the device of its parameters.
+        Any ``torch.nn.Module``; batches are moved to the device of its parameters. Or a training
+        framework's object, swept with the step, data and optimizer it trains with (see
+        :mod:`lr_widget.frameworks`): a LightningModule (its ``training_step`` and the first
+        optimizer of ``configure_optimizers``; data from ``datamodule=``, ``train_dataloaders=``
+        or ``train_data``), a Hugging Face ``Trainer`` (``compute_loss``,
+        ``get_train_dataloader()``, ``create_optimizer()``, and accumulation, clipping and mixed
+        precision from its ``args``) or a fastai ``Learner`` (``dls.train``, ``loss_func``, its
+        optimizer with its LR groups). The object is left as it was; ``update_attr=True`` writes
+        the LR found (the confirmation's winner, else the default suggestion) back into it:
+        the module's ``lr``/``learning_rate``, ``trainer.args.learning_rate``, ``learn.lr``.
     train_data
-        A DataLoader or any re-iterable of batches, iterated again when it runs out. Batches may
+        A DataLoader or any re-iterable of batches, iterated again when it runs out (optional for
+        a framework object, which brings its own). Batches may
         be ``(x, y)``, ``(x1, ..., y)``, dicts (``{"input_ids": ..., "labels": ...}``), or
         anything a ``step_fn`` understands. A one-shot iterator (a generator) is read in a single
         pass: an endless one is fine, one that runs out before the sweep ends raises
@@ -182,12 +193,16 @@ def find_lr(
         "num_steps": num_steps,
         "mode": mode,
     }
+    inputs = adapt(model, train_data, loss_fn, optimizer, {**sweep, **options})
     runner: RangeTestRunner = make_runner(
-        model, train_data, loss_fn, optimizer, repeats=repeats, **sweep, **options
-    )
+        inputs.model, inputs.train_data, inputs.loss_fn, inputs.optimizer, repeats=repeats,
+        **inputs.options,
+    )  # fmt: skip
     result = runner.run(callback, stop_event)
     if confirm_options is not None:
         confirm_result(result, runner.finder, confirm_options)
+    if inputs.update_attr and inputs.link is not None:
+        write_back(result, inputs.link)
     if save_path is not None and is_main_process():
         try:
             result.save(save_path)
@@ -200,6 +215,22 @@ def find_lr(
             )
     assert isinstance(result, (RangeTestResult, RepeatedRangeTest))
     return result
+
+
+def write_back(result: SweepResult, link: FrameworkLink) -> str | None:
+    """Write the LR ``result`` found (the confirmation's winner, else the default suggestion)
+    into the framework object of ``link``; return where, or ``None`` (with a warning) when the
+    sweep found no LR to write."""
+    lr = result.confirmation.winner if result.confirmation is not None else result.suggestion.lr
+    if lr is None:
+        warnings.warn(
+            f"update_attr=True: nothing written to the {link.name}, the sweep found no LR "
+            f"({result.suggestion.reason})",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+        return None
+    return link.write_lr(lr)
 
 
 def confirm_result(result: SweepResult, finder: LRFinder, options: Mapping[str, Any]) -> None:

@@ -121,7 +121,9 @@ def confirm_with(
     largest = max(base)
     runs = []
     with claimed("confirmation probes", model=finder.model, optimizer=optimizer):
-        saved = TrainingState.capture(finder.model, optimizer, finder.scaler, finder.scheduler)
+        saved = TrainingState.capture(
+            finder.model, optimizer, finder.scaler, finder.scheduler, finder.outer_state
+        )
         for factor in candidates:
             for group, group_lr in zip(optimizer.param_groups, base, strict=True):
                 scale = centre * factor / largest if largest > 0 else centre * factor

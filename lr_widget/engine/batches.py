@@ -36,6 +36,8 @@ class BatchStream:
         self._iterator: Iterator[Any] | None = None
         self._yielded_this_pass = 0
         self.batches_seen = 0
+        self.batch_rows: int | None = None
+        """Samples in the first batch (:func:`batch_rows`), once one has been read."""
 
     def __iter__(self) -> BatchStream:
         return self
@@ -51,6 +53,8 @@ class BatchStream:
             self._yielded_this_pass = 0
             self._iterator = iter(self._data)
             return next(self)
+        if not self.batches_seen:
+            self.batch_rows = batch_rows(batch)
         self._yielded_this_pass += 1
         self.batches_seen += 1
         return batch
@@ -66,6 +70,40 @@ class BatchStream:
             f"(it is a one-shot iterator, {type(self._data).__name__}); pass a DataLoader, a "
             "list, or any object that can be iterated again"
         )
+
+
+def batch_rows(batch: Any) -> int | None:
+    """Samples in ``batch``: the leading dimension of its first tensor (nested tuples, lists
+    and mappings searched in order), or ``None`` when it holds no tensor with a dimension.
+
+    >>> batch_rows((torch.zeros(16, 3), torch.zeros(16)))
+    16
+    >>> batch_rows({"input_ids": torch.zeros(4, 128, dtype=torch.long)}), batch_rows("text")
+    (4, None)
+    """
+    if isinstance(batch, torch.Tensor):
+        return int(batch.shape[0]) if batch.dim() else None
+    items = batch.values() if isinstance(batch, Mapping) else batch
+    if isinstance(items, (tuple, list)) or isinstance(batch, Mapping):
+        for item in items:
+            rows = batch_rows(item)
+            if rows is not None:
+                return rows
+    return None
+
+
+def batch_sizes(rows: int | None, accumulation_steps: int, ranks: int) -> dict[str, int | None]:
+    """What one optimizer step of the sweep saw, for a result's metadata: ``batch_size``
+    (samples in one micro-batch on one rank) and ``effective_batch_size`` (times the
+    accumulated micro-batches and the ranks), ``None`` where the batches' size is not known.
+
+    The LR found holds for this effective batch size: a larger one usually takes a larger LR.
+
+    >>> batch_sizes(32, accumulation_steps=2, ranks=4)
+    {'batch_size': 32, 'effective_batch_size': 256}
+    """
+    effective = None if rows is None else rows * accumulation_steps * ranks
+    return {"batch_size": rows, "effective_batch_size": effective}
 
 
 def move_to_device(batch: Any, device: torch.device) -> Any:

@@ -25,7 +25,7 @@ import signal
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -121,6 +121,22 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
 
 
+class OuterState(Protocol):
+    """State outside the model and optimizer that a sweep changes, and that its owner restores:
+    a training framework's own (a fastai data loader's random stream, a Trainer's counters).
+
+    :class:`TrainingState` calls :meth:`capture` with the rest of the snapshot and the function
+    it returns with the rest of the restore.
+    """
+
+    name: str
+    """Whose state it is, as a result's metadata names it (``"fastai Learner"``)."""
+
+    def capture(self) -> Callable[[], None]:
+        """Save the state now; return what writes it back."""
+        ...
+
+
 class RestoreError(RuntimeError):
     """Some parts of a snapshot could not be written back; every other part was.
 
@@ -180,12 +196,15 @@ class TrainingState:
         optimizer: torch.optim.Optimizer | None,
         scaler: torch.amp.GradScaler | None,
         scheduler: Any = None,
+        outer: OuterState | None = None,
     ) -> None:
         self._model = model
         self._optimizer = optimizer
         self._scaler = scaler if scaler is not None and scaler.is_enabled() else None
         with torch.inference_mode(False), torch.no_grad():
             self._capture(model, optimizer, scheduler)
+        self._outer = outer
+        self._restore_outer = None if outer is None else outer.capture()
         if self._pinned:
             torch.cuda.synchronize()
 
@@ -242,10 +261,12 @@ class TrainingState:
         optimizer: torch.optim.Optimizer | None = None,
         scaler: torch.amp.GradScaler | None = None,
         scheduler: Any = None,
+        outer: OuterState | None = None,
     ) -> TrainingState:
-        """Snapshot ``model``, ``optimizer``, ``scaler`` and an LR ``scheduler`` (anything with
-        ``state_dict``/``load_state_dict``); any may be shared with the caller."""
-        return cls(model, optimizer, scaler, scheduler)
+        """Snapshot ``model``, ``optimizer``, ``scaler``, an LR ``scheduler`` (anything with
+        ``state_dict``/``load_state_dict``) and ``outer`` state (a framework's); any may be
+        shared with the caller."""
+        return cls(model, optimizer, scaler, scheduler, outer)
 
     @property
     def host_bytes(self) -> int:
@@ -289,7 +310,15 @@ class TrainingState:
             ("LR scheduler", lambda _failures: self._restore_scheduler()),
             ("GradScaler", lambda _failures: self._restore_scaler()),
             ("random number generators", lambda _failures: self._rng.restore()),
+            (
+                self._outer.name if self._outer else "",
+                lambda _failures: self._restore_outer_state(),
+            ),
         ]
+
+    def _restore_outer_state(self) -> None:
+        if self._restore_outer is not None:
+            self._restore_outer()
 
     def _restore_tensors(self, failures: list[tuple[str, str]]) -> None:
         for _, (tensor, saved) in self._values.items():

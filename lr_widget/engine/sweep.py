@@ -24,7 +24,14 @@ from typing import Any
 
 import torch
 
-from lr_widget.engine.batches import BatchStream, LossComputer, LossFn, StepFn, move_to_device
+from lr_widget.engine.batches import (
+    BatchStream,
+    LossComputer,
+    LossFn,
+    StepFn,
+    batch_sizes,
+    move_to_device,
+)
 from lr_widget.engine.claims import claimed
 from lr_widget.engine.distributed import (
     StepSync,
@@ -47,7 +54,7 @@ from lr_widget.engine.inputs import (
 from lr_widget.engine.recording import CurveRecorder, StepCallback, StepEvent, SweepEnded
 from lr_widget.engine.scaling import make_scaler
 from lr_widget.engine.schedules import group_lr_ratios, iter_lrs, lr_setter
-from lr_widget.engine.state import RestoreError, TrainingState
+from lr_widget.engine.state import OuterState, RestoreError, TrainingState
 from lr_widget.engine.stepping import Stepper
 from lr_widget.results.range_test import RangeTestResult, StopReason
 from lr_widget.results.settings import SweepSettings
@@ -85,6 +92,7 @@ class LRFinder:
         scheduler: Any = None,
         distributed: bool | None = None,
         loss_read_lag: int | None = None,
+        outer_state: OuterState | None = None,
         **settings: Any,
     ) -> None:
         self.settings = make_settings(settings, train_data)
@@ -111,6 +119,7 @@ class LRFinder:
         )
         self.train_data = train_data
         self.val_data = val_data
+        self.outer_state = outer_state
         self.losses = LossComputer(model, loss_fn, step_fn)
         self.stepper = Stepper(
             model, self.optimizer, self.scaler, self.losses, self.device, self.distributed
@@ -209,7 +218,7 @@ class LRFinder:
         try:
             claim.enter_context(claimed("a sweep", model=self.model, optimizer=self.optimizer))
             snapshot = TrainingState.capture(
-                self.model, self.optimizer, self.scaler, self.scheduler
+                self.model, self.optimizer, self.scaler, self.scheduler, self.outer_state
             )
         except BaseException:
             claim.close()
@@ -269,29 +278,34 @@ class LRFinder:
             val_batches=None if val_batches is None else len(val_batches),
         )
         recorder = CurveRecorder(result, settings, sync.ranks)
-        with stepper.watching_scaler_steps():
-            for step, lr in enumerate(schedule):
-                stop_requested = False
-                if self._stop_event.is_set() or external_stop.is_set():
-                    stop_requested = self._stop_requested(external_stop, sync, result)
-                step_started = time.perf_counter()
-                set_lr(lr)
-                try:
-                    loss_sum = stepper.train_at_lr(batches, settings)
-                except SweepEnded:  # record the steps still queued first, as with no lag
-                    yield from recorder.reveal(sync.drain())
-                    raise
-                val_sum = None
-                if val_batches is not None:
-                    val_sum = stepper.validation_loss_sum(val_batches, train_modes, settings)
-                sync.push(step, lr, loss_sum, val_sum, stop_requested)
-                readings = sync.ready()
-                recorder.step_took(step, time.perf_counter() - step_started)
-                for reading in readings:  # inline, not reveal(): this runs every step
-                    event = recorder.record(reading)
-                    yield event
-                    recorder.check(reading, event)
-            yield from recorder.reveal(sync.drain())
+        try:
+            with stepper.watching_scaler_steps():
+                for step, lr in enumerate(schedule):
+                    stop_requested = False
+                    if self._stop_event.is_set() or external_stop.is_set():
+                        stop_requested = self._stop_requested(external_stop, sync, result)
+                    step_started = time.perf_counter()
+                    set_lr(lr)
+                    try:
+                        loss_sum = stepper.train_at_lr(batches, settings)
+                    except SweepEnded:  # record the steps still queued first, as with no lag
+                        yield from recorder.reveal(sync.drain())
+                        raise
+                    val_sum = None
+                    if val_batches is not None:
+                        val_sum = stepper.validation_loss_sum(val_batches, train_modes, settings)
+                    sync.push(step, lr, loss_sum, val_sum, stop_requested)
+                    readings = sync.ready()
+                    recorder.step_took(step, time.perf_counter() - step_started)
+                    for reading in readings:  # inline, not reveal(): this runs every step
+                        event = recorder.record(reading)
+                        yield event
+                        recorder.check(reading, event)
+                yield from recorder.reveal(sync.drain())
+        finally:  # what one optimizer step saw, however the sweep ended
+            result.metadata.update(
+                batch_sizes(batches.batch_rows, settings.accumulation_steps, sync.ranks)
+            )
 
     def _stop_requested(
         self, external_stop: threading.Event, sync: StepSync, result: RangeTestResult
@@ -338,6 +352,7 @@ class LRFinder:
             "scheduler": None if self.scheduler is None else type(self.scheduler).__name__,
             "closure": self.stepper.closure,
             "world_size": world_size() if self.distributed else 1,
+            "framework": None if self.outer_state is None else self.outer_state.name,
             "loss_read_lag": self.loss_read_lag,
             "loss": self.losses.loss_name,
             "validation": self.val_data is not None,

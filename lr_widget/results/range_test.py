@@ -331,6 +331,9 @@ class RangeTestResult(SweepResult):
             f"   rules read {CURVE_READ}",
             f"   the default ({DEFAULT_RULE}) is for {describe_length(self.train_steps)}",
         ]
+        batch = describe_batch(self.metadata)
+        if batch is not None:
+            lines.append(f"   {batch}")
         for rule, suggestion in self.suggestions().items():
             marker = "*" if rule == DEFAULT_RULE else " "
             lines.append(f" {marker} {suggestion}")
@@ -352,6 +355,32 @@ class RangeTestResult(SweepResult):
             f"RangeTestResult({self.num_steps} steps, lr {self.lrs[0]:.2e} -> {self.lrs[-1]:.2e}, "
             f"{stop}, suggestion {pick}{took})"
         )
+
+
+def describe_batch(metadata: Mapping[str, Any]) -> str | None:
+    """The batch one optimizer step of the sweep saw, in words, from a result's metadata (the
+    LR found holds for it); ``None`` when the sweep did not record it.
+
+    >>> describe_batch({"batch_size": 32, "effective_batch_size": 256, "world_size": 4})
+    'effective batch 256 samples per optimizer step (32 per batch x 2 accumulated x 4 ranks)'
+    >>> describe_batch({"batch_size": 64, "effective_batch_size": 64, "world_size": 1})
+    'effective batch 64 samples per optimizer step'
+    """
+    batch, effective = metadata.get("batch_size"), metadata.get("effective_batch_size")
+    if not isinstance(batch, int) or not isinstance(effective, int):
+        return None
+    world_size = metadata.get("world_size")
+    ranks = world_size if isinstance(world_size, int) else 1
+    accumulated = effective // max(1, batch * ranks)
+    text = f"effective batch {effective} samples per optimizer step"
+    if effective == batch:
+        return text
+    parts = [f"{batch} per batch"]
+    if accumulated > 1:
+        parts.append(f"{accumulated} accumulated")
+    if ranks > 1:
+        parts.append(f"{ranks} ranks")
+    return f"{text} ({' x '.join(parts)})"
 
 
 def _check_saved_lrs(lrs: list[float]) -> None:

@@ -34,7 +34,12 @@ from lr_widget.curves.smoothing import LAG_FREE_WIDTH, lag_free
 from lr_widget.results.confirmation import Confirmation
 from lr_widget.results.jsonfile import DocumentError
 from lr_widget.results.protocol import SweepResult, write_csv
-from lr_widget.results.range_test import RangeTestResult, StopReason, saved_confirmation
+from lr_widget.results.range_test import (
+    RangeTestResult,
+    StopReason,
+    describe_batch,
+    saved_confirmation,
+)
 from lr_widget.results.settings import SweepSettings
 from lr_widget.results.spread import (
     Bump,
@@ -352,6 +357,9 @@ class RepeatedRangeTest(SweepResult):
             f"   each run's rules read {CURVE_READ}",
             f"   the default ({DEFAULT_RULE}) is for {describe_length(self.train_steps)}",
         ]
+        batch = describe_batch(self.metadata)
+        if batch is not None:
+            lines.append(f"   {batch}")
         for rule, spread in self.spreads().items():
             lines.append(f" {'*' if rule == DEFAULT_RULE else ' '} {spread.describe()}")
         real = self.real_bumps()

@@ -22,6 +22,7 @@ from lr_widget.diagnostics.curvature import estimate_curvature
 from lr_widget.engine.batches import LossFn
 from lr_widget.engine.runner import RangeTestRunner, make_runner
 from lr_widget.engine.sweep import LRFinder
+from lr_widget.frameworks import SweepInputs, adapt
 from lr_widget.results.compare import Comparison
 from lr_widget.results.loading import load_result
 from lr_widget.results.protocol import SweepResult
@@ -84,7 +85,7 @@ def check_curvature_option(curvature: Any) -> dict[str, Any] | None:
 
 
 def make_engine(
-    model: torch.nn.Module | None,
+    model: Any,
     train_data: Iterable[Any] | None,
     loss_fn: LossFn | None,
     optimizer: torch.optim.Optimizer | None,
@@ -94,9 +95,10 @@ def make_engine(
     engine_options: Mapping[str, Any],
     has_result: bool,
     wants_curvature: bool,
-) -> RangeTestRunner | None:
+) -> tuple[RangeTestRunner | None, SweepInputs | None]:
     """The widget's runner (:func:`~lr_widget.engine.runner.make_runner`: one sweep or
-    ``repeats`` of them), or none for a saved result only."""
+    ``repeats`` of them) and what it sweeps (a framework object read by
+    :func:`~lr_widget.frameworks.adapt`), or neither for a saved result only."""
     if model is None:
         given = [train_data, loss_fn, optimizer, repeats, seed]
         if any(value is not None for value in given) or engine_options or wants_curvature:
@@ -106,12 +108,13 @@ def make_engine(
                 "LRWidget needs a model and train_data, or a saved result: "
                 "LRWidget(model, train_data, ...) or LRWidget.from_result(result_or_path)"
             )
-        return None
-    if train_data is None:
-        raise TypeError("LRWidget(model, train_data, ...) needs train_data")
-    return make_runner(
-        model, train_data, loss_fn, optimizer, repeats=repeats, seed=seed, **engine_options
-    )
+        return None, None
+    inputs = adapt(model, train_data, loss_fn, optimizer, dict(engine_options))
+    runner = make_runner(
+        inputs.model, inputs.train_data, inputs.loss_fn, inputs.optimizer, repeats=repeats,
+        seed=seed, **inputs.options,
+    )  # fmt: skip
+    return runner, inputs
 
 
 def read_result(result: Any) -> SweepResult:

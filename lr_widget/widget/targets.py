@@ -1,9 +1,11 @@
-"""Where a selected LR goes besides ``w.lr``: an optimizer and a notebook variable.
+"""Where a selected LR goes besides ``w.lr``: an optimizer, a notebook variable, a framework.
 
 :class:`LRTargets` writes every selected LR into the ``apply_to`` optimizer (keeping its
-parameter groups' ratios, as the sweep does) and the ``assign_to`` notebook variable. While a
-sweep trains that very optimizer it would overwrite the LR and then restore it, so the write is
-deferred to the sweep's end.
+parameter groups' ratios, as the sweep does), the ``assign_to`` notebook variable and, with
+``update_attr=True``, the framework object swept (a LightningModule's ``lr``, a Trainer's
+``args.learning_rate``, a Learner's ``lr``). While a sweep trains that very optimizer (or the
+framework's) it would overwrite the LR and then restore it, so the write is deferred to the
+sweep's end.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from collections.abc import Callable
 import torch
 
 from lr_widget.engine.schedules import apply_lr, group_lr_ratios
+from lr_widget.frameworks import FrameworkLink
 
 
 def assign_in_notebook(name: str, value: float) -> None:
@@ -35,6 +38,9 @@ class LRTargets:
         A notebook variable name that receives every selected LR, or ``None``.
     swept_optimizer
         Returns the optimizer a running sweep trains, or ``None`` when no sweep runs.
+    framework
+        The framework object swept, to receive every selected LR (``update_attr=True``), or
+        ``None``.
 
     Examples
     --------
@@ -52,11 +58,16 @@ class LRTargets:
         assign_to: str | None,
         *,
         swept_optimizer: Callable[[], torch.optim.Optimizer | None],
+        framework: FrameworkLink | None = None,
     ) -> None:
         self.apply_to = apply_to
         self.assign_to = assign_to
+        self.framework = framework
         self._swept_optimizer = swept_optimizer
         self._pending: float | None = None
+        self._pending_framework: float | None = None
+        self.written_to: str | None = None
+        """Where the framework object last received an LR (``"MyModule.lr"``), if anywhere."""
 
     def apply(self, lr: float | None, optimizer: torch.optim.Optimizer | None = None) -> float:
         """Write ``lr`` into ``optimizer`` (default: ``apply_to``), every parameter group keeping
@@ -85,9 +96,17 @@ class LRTargets:
                 self.apply(lr)
         if self.assign_to is not None:
             assign_in_notebook(self.assign_to, float(lr))
+        if self.framework is not None:
+            if self._swept_optimizer() is not None:
+                self._pending_framework = lr  # the framework's optimizer is being swept
+            else:
+                self.written_to = self.framework.write_lr(lr)
 
     def sweep_ended(self, lr: float | None) -> None:
         """Apply the LR selected during the sweep, now that the optimizer is restored."""
         pending, self._pending = self._pending, None
         if pending is not None and lr is not None and self.apply_to is not None:
             self.apply(lr)
+        pending, self._pending_framework = self._pending_framework, None
+        if pending is not None and lr is not None and self.framework is not None:
+            self.written_to = self.framework.write_lr(lr)

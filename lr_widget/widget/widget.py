@@ -22,6 +22,7 @@ import traitlets
 
 from lr_widget.engine.batches import LossFn
 from lr_widget.engine.sweep import LRFinder
+from lr_widget.frameworks.link import require_framework
 from lr_widget.results.compare import Comparison
 from lr_widget.results.confirmation import Confirmation
 from lr_widget.results.curvature import CurvatureEstimate
@@ -69,7 +70,11 @@ class LRWidget(ipywidgets.VBox):
     ----------
     model, train_data, loss_fn, optimizer
         As for :func:`lr_widget.find_lr`. The status line names the optimizer swept (``"AdamW
-        (default)"`` when none is given): the LR found is for that optimizer.
+        (default)"`` when none is given): the LR found is for that optimizer. ``model`` may be a
+        LightningModule, a Hugging Face ``Trainer`` or a fastai ``Learner`` (see
+        :meth:`from_lightning`, :meth:`from_hf_trainer`, :meth:`from_learner`), swept with its
+        own step, data and optimizer; ``update_attr=True`` then writes every selected LR into
+        it (:attr:`framework`, :meth:`write_back`).
     result
         A result to show before any sweep (:meth:`from_result` uses it, without a model).
     repeats, seed
@@ -103,6 +108,8 @@ class LRWidget(ipywidgets.VBox):
         LR and range snapped to the recorded LRs (:class:`~.selection.Selection`).
     finder, plot, controls
         The engine (``None`` for a saved result); the figure and controls (they only display).
+    framework
+        The framework object swept (:class:`~lr_widget.frameworks.FrameworkLink`), or ``None``.
 
     Notes
     -----
@@ -139,7 +146,7 @@ class LRWidget(ipywidgets.VBox):
 
     def __init__(
         self,
-        model: torch.nn.Module | None = None,
+        model: torch.nn.Module | Any = None,
         train_data: Iterable[Any] | None = None,
         loss_fn: LossFn | None = None,
         optimizer: torch.optim.Optimizer | None = None,
@@ -157,7 +164,7 @@ class LRWidget(ipywidgets.VBox):
         self._closed = True  # nothing to close until the widget exists (Widget.__del__ closes)
         check_widget_options(result, autostart, apply_to, assign_to, update_interval_s)
         curvature_options = check_curvature_option(curvature)
-        engine = make_engine(
+        engine, inputs = make_engine(
             model, train_data, loss_fn, optimizer, repeats=repeats, seed=seed,
             engine_options=engine_options, has_result=result is not None,
             wants_curvature=curvature_options is not None,
@@ -166,11 +173,19 @@ class LRWidget(ipywidgets.VBox):
             engine,
             result,
             curvature_options=curvature_options,
-            curvature_inputs=(loss_fn, engine_options.get("step_fn")),
+            curvature_inputs=(None, None)
+            if inputs is None
+            else (inputs.loss_fn, inputs.options.get("step_fn")),
             update_interval_s=update_interval_s,
         )
         self._autostart, self._autostarted = autostart, False
-        self._targets = LRTargets(apply_to, assign_to, swept_optimizer=self._swept_optimizer)
+        self.framework = None if inputs is None else inputs.link
+        self._targets = LRTargets(
+            apply_to,
+            assign_to,
+            swept_optimizer=self._swept_optimizer,
+            framework=self.framework if inputs is not None and inputs.update_attr else None,
+        )
         settings = session.settings
         self.plot = LossPlot(*x_range(settings, result))
         self.controls = Controls(dataclasses.replace(settings, beta=session.beta), tuple(RULES))
@@ -209,6 +224,63 @@ class LRWidget(ipywidgets.VBox):
         >>> w.close()
         """
         return cls(result=read_result(result), **options)
+
+    @classmethod
+    def from_lightning(
+        cls,
+        module: Any,
+        datamodule: Any = None,
+        train_dataloaders: Any = None,
+        **options: Any,
+    ) -> LRWidget:
+        """The widget on a LightningModule: its ``training_step``, the first optimizer of its
+        ``configure_optimizers`` (a scheduler there is restored, never stepped), and the data of
+        ``datamodule`` or ``train_dataloaders``; ``update_attr=True`` writes every selected LR
+        to the module's ``lr``/``learning_rate`` (attribute or hparams), as Lightning's tuner
+        does. ``options`` are those of the widget and :func:`~lr_widget.find_lr`.
+
+        In a notebook::
+
+            from lr_widget import LRWidget
+            w = LRWidget.from_lightning(module, datamodule=dm, update_attr=True)
+            w  # click an LR; module.hparams.lr follows, then Trainer(...).fit(module, dm)
+        """
+        require_framework(module, "Lightning", "LRWidget.from_lightning")
+        return cls(module, datamodule=datamodule, train_dataloaders=train_dataloaders, **options)
+
+    @classmethod
+    def from_hf_trainer(cls, trainer: Any, **options: Any) -> LRWidget:
+        """The widget on a Hugging Face ``Trainer``: its model and ``compute_loss``, its
+        training loader (collator, sampler, batch size), the optimizer ``create_optimizer``
+        builds (weight-decay groups), and accumulation, clipping and mixed precision from its
+        ``args``; ``update_attr=True`` writes every selected LR to
+        ``trainer.args.learning_rate``. ``options`` as for the widget and
+        :func:`~lr_widget.find_lr`.
+
+        In a notebook::
+
+            from lr_widget import LRWidget
+            w = LRWidget.from_hf_trainer(trainer, epochs=3, update_attr=True)
+            w  # click an LR; trainer.args.learning_rate follows, then trainer.train()
+        """
+        require_framework(trainer, "Hugging Face Trainer", "LRWidget.from_hf_trainer")
+        return cls(trainer, **options)
+
+    @classmethod
+    def from_learner(cls, learn: Any, **options: Any) -> LRWidget:
+        """The widget on a fastai ``Learner``: its model, ``dls.train``, ``loss_func`` and its
+        optimizer (from ``opt_func``, its LR groups kept); ``update_attr=True`` writes every
+        selected LR to ``learn.lr``. ``options`` as for the widget and
+        :func:`~lr_widget.find_lr`.
+
+        In a notebook::
+
+            from lr_widget import LRWidget
+            w = LRWidget.from_learner(learn, update_attr=True)
+            w  # click an LR; learn.lr follows, then learn.fit_one_cycle(5)
+        """
+        require_framework(learn, "fastai Learner", "LRWidget.from_learner")
+        return cls(learn, **options)
 
     @classmethod
     def compare(
@@ -408,6 +480,21 @@ class LRWidget(ipywidgets.VBox):
         """Write the selected LR into ``optimizer`` (default: ``apply_to``); return it. Every
         parameter group keeps its ratio to the largest LR, as during the sweep."""
         return self._targets.apply(self.lr, optimizer)
+
+    def write_back(self) -> str:
+        """Write the selected LR into the framework object swept (a LightningModule's ``lr`` or
+        ``learning_rate``, ``trainer.args.learning_rate``, ``learn.lr``), as ``update_attr=True``
+        does on every selection; return where it went."""
+        if self.framework is None:
+            raise ValueError(
+                "write_back() writes into a LightningModule, a Hugging Face Trainer or a fastai "
+                "Learner, and this widget sweeps a plain model; use apply(optimizer)"
+            )
+        if self.lr is None:
+            raise ValueError("no LR selected yet: click the plot or a suggestion button first")
+        if self.session.sweeping:
+            raise RuntimeError("a sweep is running and will restore the object; write after it")
+        return self.framework.write_lr(self.lr)
 
     # -- kept results and the curvature -----------------------------------------------------
     def keep(self, label: str | None = None) -> str:

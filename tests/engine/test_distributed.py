@@ -160,6 +160,9 @@ def _sweep_on_rank(rank_index: int, out_dir: Path, scenario: str) -> dict[str, A
         "stop_reason": result.stop_reason.value,
         "stop_detail": result.stop_detail,
         "world_size": result.metadata["world_size"],
+        "batch_size": result.metadata["batch_size"],
+        "effective_batch_size": result.metadata["effective_batch_size"],
+        "summary": result.summary(),
         "local_losses": local_losses,
         "gradient_reductions": gradient_reductions["buckets"],
         "digest_before": digest_before,
@@ -250,6 +253,12 @@ def test_ddp_sweep_on_two_ranks_agrees_restores_and_writes_one_file(tmp_path: Pa
     assert rank0["losses"] == rank1["losses"]
     assert rank0["stop_detail"] == rank1["stop_detail"]
     assert rank0["world_size"] == WORLD_SIZE
+    # The LR found is for the batch of one step over every rank: 16 per rank x 2 ranks.
+    assert rank0["batch_size"] == 16
+    assert rank0["effective_batch_size"] == 16 * WORLD_SIZE
+    assert "effective batch 32 samples per optimizer step (16 per batch x 2 ranks)" in (
+        rank0["summary"]
+    )
     ranks_mean = [
         (own + other) / 2
         for own, other in zip(rank0["local_losses"], rank1["local_losses"], strict=True)

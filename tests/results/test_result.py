@@ -120,10 +120,28 @@ def test_repr_reads_as_a_summary() -> None:
 def test_summary_lists_every_rule_and_marks_the_default() -> None:
     result = find_lr(make_classifier(), make_batches(), num_steps=60)
     lines = result.summary().splitlines()
-    assert len(lines) == 3 + len(result.suggestions())
+    assert len(lines) == 4 + len(result.suggestions())
     assert lines[1] == f"   rules read {CURVE_READ}"
     assert lines[2].startswith("   the default (for_length) is for ")
+    batch = result.metadata["batch_size"]
+    assert lines[3] == f"   effective batch {batch} samples per optimizer step"
     assert sum(line.startswith(" * ") for line in lines) == 1
+
+
+def test_the_effective_batch_is_recorded_and_stated() -> None:
+    """The LR found holds for the batch one optimizer step saw: per micro-batch and rank,
+    times the accumulated micro-batches (and the ranks, tested in tests/engine/)."""
+    batches = make_batches()
+    rows = len(batches[0][1])
+    result = find_lr(make_classifier(), batches, num_steps=8, accumulation_steps=3)
+    assert result.metadata["batch_size"] == rows
+    assert result.metadata["effective_batch_size"] == 3 * rows
+    assert (
+        f"effective batch {3 * rows} samples per optimizer step ({rows} per batch x 3 "
+        "accumulated)" in result.summary()
+    )
+    saved = type(result).from_json(result.to_json())
+    assert saved.metadata["effective_batch_size"] == 3 * rows
 
 
 def test_mismatched_lengths_are_refused() -> None:

@@ -1,0 +1,139 @@
+"""A fastai ``Learner`` as the sweep's input: its model, ``dls.train``, ``loss_func`` and optimizer.
+
+The optimizer is ``learn.opt`` when the Learner holds one (mid-training), else the one
+``learn.create_opt()`` builds from ``opt_func`` (its parameter groups from the splitter, no weight
+decay on norm layers and biases unless ``wd_bn_bias``), which is then taken back off the Learner so
+that it is left as it was. A fastai ``Optimizer`` is not a ``torch.optim.Optimizer``: it is
+stepped through :class:`FastaiOptimizer`, whose groups carry the LRs the sweep sets; a torch
+optimizer wrapped in fastai's ``OptimWrapper`` is used as it is. Discriminative LRs are kept: each
+group keeps its ratio to the largest, as for any optimizer.
+
+The data loader's own random stream (fastai shuffles with ``dl.rng``, not torch's) is restored
+after every sweep with the rest. A chosen LR is written to ``learn.lr`` (what ``fit`` and
+``fit_one_cycle`` use when no LR is given) and, when the Learner holds an optimizer, into its
+groups, keeping their ratios.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import torch
+
+from lr_widget.frameworks.link import FrameworkLink, SweepInputs
+
+NAME = "fastai Learner"
+
+
+def learner_inputs(
+    learn: Any,
+    train_data: Iterable[Any] | None,
+    loss_fn: Any,
+    optimizer: torch.optim.Optimizer | None,
+    own_loss: bool,
+) -> SweepInputs:
+    """The sweep's inputs from a fastai ``Learner``; ``own_loss`` is false when the caller gave
+    a ``loss_fn`` or ``step_fn`` (then ``learn.loss_func`` is not used)."""
+    options: dict[str, Any] = {}
+    if own_loss:
+        options["step_fn"] = LearnerLoss(learn)
+    data = learn.dls.train if train_data is None else train_data
+    if optimizer is None:
+        optimizer = torch_optimizer(_learner_optimizer(learn))
+    link = FrameworkLink(
+        NAME, learn, write=lambda lr: _write_lr(learn, lr), save_state=lambda: _save_rng(data)
+    )
+    return SweepInputs(learn.model, data, loss_fn, optimizer, options, link)
+
+
+class LearnerLoss:
+    """``step_fn`` of a Learner: ``loss_func(model(*xb), *yb)``, split at ``dls.n_inp``."""
+
+    def __init__(self, learn: Any) -> None:
+        self.learn = learn
+        self.inputs = int(getattr(learn.dls, "n_inp", 1))
+
+    def __call__(self, model: torch.nn.Module, batch: Any) -> torch.Tensor:
+        inputs, targets = batch[: self.inputs], batch[self.inputs :]
+        return self.learn.loss_func(model(*inputs), *targets)  # type: ignore[no-any-return]
+
+
+class FastaiOptimizer(torch.optim.Optimizer):
+    """A fastai ``Optimizer`` seen as a ``torch.optim.Optimizer``.
+
+    Its param groups are fastai's (same parameters, a copy of each group's hyper-parameters) and
+    its ``state`` is fastai's own table, so the engine's snapshot covers the moments fastai keeps.
+    :meth:`step` hands each group's ``lr`` to fastai for that step only: fastai's ``hypers`` are
+    the same before and after.
+    """
+
+    def __init__(self, fastai_optimizer: Any) -> None:
+        self.fastai_optimizer = fastai_optimizer
+        groups = [
+            {**hypers, "params": list(params)}
+            for params, hypers in zip(
+                fastai_optimizer.param_lists, fastai_optimizer.hypers, strict=True
+            )
+        ]
+        super().__init__(groups, defaults={})
+        self.state = fastai_optimizer.state
+
+    def step(self, closure: Callable[[], float] | None = None) -> None:  # type: ignore[override]
+        if closure is not None:
+            raise NotImplementedError("fastai optimizers take no closure")
+        hypers = self.fastai_optimizer.hypers
+        saved = [hyper["lr"] for hyper in hypers]
+        try:
+            for hyper, group in zip(hypers, self.param_groups, strict=True):
+                hyper["lr"] = group["lr"]
+            self.fastai_optimizer.step()
+        finally:
+            for hyper, lr in zip(hypers, saved, strict=True):
+                hyper["lr"] = lr
+
+
+def torch_optimizer(fastai_optimizer: Any) -> torch.optim.Optimizer:
+    """The torch optimizer a sweep steps for a fastai one: the one inside an ``OptimWrapper``,
+    else a :class:`FastaiOptimizer` around it."""
+    inner = getattr(fastai_optimizer, "opt", None)
+    if isinstance(inner, torch.optim.Optimizer):
+        return inner
+    return FastaiOptimizer(fastai_optimizer)
+
+
+def _learner_optimizer(learn: Any) -> Any:
+    if learn.opt is not None:
+        return learn.opt
+    lr = learn.lr
+    try:
+        learn.create_opt()  # may read lr from a partial opt_func: put it back too
+        return learn.opt
+    finally:
+        learn.opt, learn.lr = None, lr
+
+
+def _save_rng(data: Any) -> Callable[[], None]:
+    """Save a fastai loader's own random stream (``rng``, replaced at every pass); return what
+    puts it back."""
+    rng = getattr(data, "rng", None)
+    if rng is None or not callable(getattr(rng, "getstate", None)):
+        return lambda: None
+    state = rng.getstate()
+
+    def restore() -> None:
+        rng.setstate(state)
+        data.rng = rng
+
+    return restore
+
+
+def _write_lr(learn: Any, lr: float) -> str:
+    learn.lr = lr
+    if learn.opt is None:
+        return "learn.lr"
+    hypers = learn.opt.hypers
+    largest = max(float(hyper["lr"]) for hyper in hypers)
+    for hyper in hypers:
+        hyper["lr"] = lr * float(hyper["lr"]) / largest if largest > 0 else lr
+    return "learn.lr and learn.opt"
