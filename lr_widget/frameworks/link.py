@@ -123,9 +123,16 @@ def require_framework(obj: Any, framework: str, constructor: str) -> None:
     if framework_of(obj) == framework:
         return
     markers, extra = FRAMEWORKS[framework]
-    installed = any(importlib.util.find_spec(package.split(".")[0]) for package, _ in markers)
+    installed = any(_installed(package.split(".")[0]) for package, _ in markers)
     wanted = " or ".join(f"{package}.{cls}" for package, cls in markers)
     missing = (
         "" if installed else f" ({framework} is not installed: pip install 'lr_widget[{extra}]')"
     )
     raise TypeError(f"{constructor} needs a {wanted}, got {type(obj).__name__}{missing}")
+
+
+def _installed(package: str) -> bool:
+    try:
+        return importlib.util.find_spec(package) is not None
+    except (ImportError, ValueError):  # a broken or blocked install is no install
+        return False

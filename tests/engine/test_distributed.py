@@ -256,8 +256,9 @@ def test_ddp_sweep_on_two_ranks_agrees_restores_and_writes_one_file(tmp_path: Pa
     # The LR found is for the batch of one step over every rank: 16 per rank x 2 ranks.
     assert rank0["batch_size"] == 16
     assert rank0["effective_batch_size"] == 16 * WORLD_SIZE
-    assert "effective batch 32 samples per optimizer step (16 per batch x 2 ranks)" in (
-        rank0["summary"]
+    assert (
+        "effective batch 32 samples per optimizer step (16 per batch x 2 ranks)"
+        in (rank0["summary"])
     )
     ranks_mean = [
         (own + other) / 2
