@@ -182,6 +182,17 @@ def check_scheduler(scheduler: Any, optimizer: torch.optim.Optimizer) -> None:
         )
 
 
+def optimizer_name(optimizer: torch.optim.Optimizer) -> str:
+    """What a result and the widget call ``optimizer``: its ``label`` when it has one (an
+    adapter around another library's optimizer names that one), else its class name.
+
+    >>> optimizer_name(torch.optim.SGD(torch.nn.Linear(2, 1).parameters(), lr=0.1))
+    'SGD'
+    """
+    label = getattr(optimizer, "label", None)
+    return label if isinstance(label, str) and label else type(optimizer).__name__
+
+
 def default_optimizer(model: torch.nn.Module) -> torch.optim.Optimizer:
     """What every entry point trains with when given no optimizer: AdamW, at PyTorch's defaults,
     over the trainable parameters (the sweep sets its LR at every step)."""

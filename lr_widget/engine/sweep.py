@@ -49,6 +49,7 @@ from lr_widget.engine.inputs import (
     check_stop_event,
     default_optimizer,
     make_settings,
+    optimizer_name,
     stop_requested,
 )
 from lr_widget.engine.recording import CurveRecorder, StepCallback, StepEvent, SweepEnded
@@ -343,7 +344,7 @@ class LRFinder:
     def _metadata(self) -> dict[str, Any]:
         return {
             "model": type(_unwrapped(self.model)).__name__,
-            "optimizer": type(self.optimizer).__name__,
+            "optimizer": optimizer_name(self.optimizer),
             "optimizer_defaults": _plain(self.optimizer.defaults),
             "parameter_groups": len(self.optimizer.param_groups),
             "trainable_parameters": sum(p.numel() for p in self.stepper.trainable),

@@ -40,7 +40,7 @@ def learner_inputs(
         options["step_fn"] = LearnerLoss(learn)
     data = learn.dls.train if train_data is None else train_data
     if optimizer is None:
-        optimizer = torch_optimizer(_learner_optimizer(learn))
+        optimizer = torch_optimizer(_learner_optimizer(learn), _name_of(learn.opt_func))
     link = FrameworkLink(
         NAME, learn, write=lambda lr: _write_lr(learn, lr), save_state=lambda: _save_rng(data)
     )
@@ -68,8 +68,10 @@ class FastaiOptimizer(torch.optim.Optimizer):
     the same before and after.
     """
 
-    def __init__(self, fastai_optimizer: Any) -> None:
+    def __init__(self, fastai_optimizer: Any, label: str = "fastai optimizer") -> None:
         self.fastai_optimizer = fastai_optimizer
+        self.label = label
+        """What results and the widget call it (``"fastai Adam"``)."""
         groups = [
             {**hypers, "params": list(params)}
             for params, hypers in zip(
@@ -93,13 +95,19 @@ class FastaiOptimizer(torch.optim.Optimizer):
                 hyper["lr"] = lr
 
 
-def torch_optimizer(fastai_optimizer: Any) -> torch.optim.Optimizer:
+def torch_optimizer(fastai_optimizer: Any, name: str) -> torch.optim.Optimizer:
     """The torch optimizer a sweep steps for a fastai one: the one inside an ``OptimWrapper``,
-    else a :class:`FastaiOptimizer` around it."""
+    else a :class:`FastaiOptimizer` around it, labelled ``"fastai <name>"``."""
     inner = getattr(fastai_optimizer, "opt", None)
     if isinstance(inner, torch.optim.Optimizer):
         return inner
-    return FastaiOptimizer(fastai_optimizer)
+    return FastaiOptimizer(fastai_optimizer, f"fastai {name}")
+
+
+def _name_of(opt_func: Any) -> str:
+    """``Adam`` for ``Adam`` or ``partial(Adam, ...)``."""
+    function = getattr(opt_func, "func", opt_func)
+    return str(getattr(function, "__name__", type(function).__name__))
 
 
 def _learner_optimizer(learn: Any) -> Any:

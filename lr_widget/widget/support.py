@@ -20,6 +20,7 @@ import torch
 
 from lr_widget.diagnostics.curvature import estimate_curvature
 from lr_widget.engine.batches import LossFn
+from lr_widget.engine.inputs import optimizer_name
 from lr_widget.engine.runner import RangeTestRunner, make_runner
 from lr_widget.engine.sweep import LRFinder
 from lr_widget.frameworks import SweepInputs, adapt
@@ -193,10 +194,16 @@ def optimizer_note(finder: LRFinder | None, result: SweepResult | None) -> str:
     """Which optimizer the LR is for: ``"optimizer: AdamW (default)"``; from a saved result's
     metadata when there is no model; ``""`` when unknown."""
     if finder is not None:
-        name = type(finder.optimizer).__name__
-        return f"optimizer: {name} (default)" if finder.owns_optimizer else f"optimizer: {name}"
-    saved = None if result is None else result.metadata.get("optimizer")
-    return f"optimizer: {saved}" if isinstance(saved, str) and saved else ""
+        name = optimizer_name(finder.optimizer)
+        note = f"optimizer: {name} (default)" if finder.owns_optimizer else f"optimizer: {name}"
+        framework = None if finder.outer_state is None else finder.outer_state.name
+        return note if framework is None else f"{note}, through the {framework}"
+    metadata = {} if result is None else result.metadata
+    saved, framework = metadata.get("optimizer"), metadata.get("framework")
+    if not (isinstance(saved, str) and saved):
+        return ""
+    through = f", through the {framework}" if isinstance(framework, str) and framework else ""
+    return f"optimizer: {saved}{through}"
 
 
 def widget_tree(root: Any) -> list[Any]:

@@ -57,7 +57,7 @@ def test_a_sweep_through_a_fresh_learner_matches_find_lr_by_hand_and_leaves_it_a
     rng_before = learn.dls.train.rng.getstate()
     result = find_lr(learn, num_steps=40, update_attr=True)
     assert result.metadata["framework"] == "fastai Learner"
-    assert result.metadata["optimizer"] == "FastaiOptimizer"
+    assert result.metadata["optimizer"] == "fastai Adam"
     assert_restored(before, model)
     assert learn.opt is None  # fit() builds its own, as if we had never asked
     assert learn.dls.train.rng.getstate() == rng_before
@@ -120,6 +120,8 @@ def test_the_widget_on_a_learner_writes_learn_lr() -> None:
         result = widget.wait()
         picked = widget.select(result.lrs[6])
         assert learn.lr == picked
+        status = widget.controls.status.value
+        assert "optimizer: fastai Adam, through the fastai Learner" in status
     finally:
         widget.close()
     with pytest.raises(TypeError, match=r"from_learner needs a fastai.Learner"):
