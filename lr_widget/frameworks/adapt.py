@@ -50,7 +50,7 @@ def adapt(
     if not isinstance(update_attr, bool):
         raise TypeError(f"update_attr must be True or False, got {update_attr!r}")
     lightning_data = {k: v for k, v in framework_options.items() if v is not None}
-    if framework != "Lightning" and lightning_data:
+    if framework != "LightningModule" and lightning_data:
         raise TypeError(
             f"{' and '.join(lightning_data)} are for a LightningModule, and the model is a "
             f"{type(model).__name__}; pass train_data instead"
@@ -70,7 +70,7 @@ def adapt(
                 "LightningModule with datamodule=)"
             )
         return SweepInputs(model, train_data, loss_fn, optimizer, options)
-    if framework == "Lightning":
+    if framework == "LightningModule":
         inputs = lightning_inputs(
             model, train_data, optimizer, own_loss, update_attr=update_attr, **lightning_data
         )

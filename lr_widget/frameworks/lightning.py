@@ -22,7 +22,7 @@ import torch
 from lr_widget.engine.state import to_host
 from lr_widget.frameworks.link import FrameworkLink, SweepInputs, import_framework
 
-NAME = "Lightning"
+NAME = "LightningModule"
 LR_ATTRIBUTES = ("lr", "learning_rate")
 """Where Lightning's tuner looks for the LR to update, in this order (``update_attr``)."""
 _NO_TRAINER_LOG = r"You are trying to `self.log\(\)` but the `self.trainer` reference"

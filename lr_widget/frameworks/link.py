@@ -29,7 +29,7 @@ def _no_state() -> Callable[[], None]:
 
 @dataclass
 class FrameworkLink:
-    """A framework object a sweep runs through: ``name`` (``"Lightning"``, ``"Hugging Face
+    """A framework object a sweep runs through: ``name`` (``"LightningModule"``, ``"Hugging Face
     Trainer"``, ``"fastai Learner"``) and the object's own state.
 
     It is the engine's :class:`~lr_widget.engine.state.OuterState`: :meth:`capture` saves the
@@ -70,9 +70,10 @@ class SweepInputs:
     """Whether the caller asked for the chosen LR to be written back through :attr:`link`."""
 
 
-# What each framework is called, the classes that mark its objects, and the extra that installs it.
+# Each framework object by what results call it, the classes that mark it (package, class name),
+# and the pip extra that installs its library.
 FRAMEWORKS: dict[str, tuple[tuple[tuple[str, str], ...], str]] = {
-    "Lightning": (
+    "LightningModule": (
         (("lightning.pytorch", "LightningModule"), ("pytorch_lightning", "LightningModule")),
         "lightning",
     ),
@@ -112,8 +113,8 @@ def import_framework(framework: str, module: str) -> ModuleType:
     except ImportError as error:
         extra = FRAMEWORKS[framework][1]
         raise MissingFrameworkError(
-            f"this needs {framework} ({module} could not be imported: {error}); install it with "
-            f"pip install 'lr_widget[{extra}]'"
+            f"a {framework} needs {extra} ({module} could not be imported: {error}); install "
+            f"it with pip install 'lr_widget[{extra}]'"
         ) from error
 
 

@@ -245,7 +245,7 @@ class LRWidget(ipywidgets.VBox):
             w = LRWidget.from_lightning(module, datamodule=dm, update_attr=True)
             w  # click an LR; module.hparams.lr follows, then Trainer(...).fit(module, dm)
         """
-        require_framework(module, "Lightning", "LRWidget.from_lightning")
+        require_framework(module, "LightningModule", "LRWidget.from_lightning")
         return cls(module, datamodule=datamodule, train_dataloaders=train_dataloaders, **options)
 
     @classmethod

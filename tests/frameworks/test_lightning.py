@@ -95,7 +95,7 @@ def test_a_sweep_through_a_lightning_module_restores_it_and_matches_find_lr_by_h
         warnings.simplefilter("error")  # self.log without a Trainer stays quiet
         result = find_lr(module, datamodule=Data(), num_steps=40, update_attr=True)
     assert result.num_steps >= 30
-    assert result.metadata["framework"] == "Lightning"
+    assert result.metadata["framework"] == "LightningModule"
     assert result.metadata["optimizer"] == "AdamW"
     assert result.metadata["scheduler"] == "StepLR"
     assert result.metadata["effective_batch_size"] == 32
@@ -174,7 +174,7 @@ def test_the_widget_on_a_lightning_module_writes_every_selected_lr_back() -> Non
         assert widget.run()
         widget.wait()
         assert widget.result is not None
-        assert widget.result.metadata["framework"] == "Lightning"
+        assert widget.result.metadata["framework"] == "LightningModule"
         picked = widget.select(widget.result.lrs[5])
         assert module.hparams.lr == picked
         assert widget.write_back() == "Classifier.lr"

@@ -55,7 +55,7 @@ def test_lr_widget_never_imports_a_framework_and_names_the_extra_when_one_is_mis
             raise AssertionError("from_learner took a plain module")
         from lr_widget.frameworks.link import import_framework
         try:
-            import_framework("Lightning", "lightning.pytorch.utilities.parsing")
+            import_framework("LightningModule", "lightning.pytorch.utilities.parsing")
         except ImportError as error:
             assert "pip install 'lr_widget[lightning]'" in str(error), error
         print("optional ok")
