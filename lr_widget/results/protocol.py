@@ -109,8 +109,9 @@ class SweepResult(SuggestionSource, JsonDocument, ABC):
         return []
 
     def shown_curve(self) -> tuple[FloatArray, FloatArray]:
-        """``(lrs, curve)`` of the main curve a plot draws and a selection snaps to: a single
-        run's smoothed curve, a repeated result's median."""
+        """``(lrs, smoothed loss)``: the moving-average curve of the live view (a single run's
+        smoothed loss, a repeated result's median of them). The rules do not read it: they
+        read :attr:`lag_free_curve`, which a finished plot draws in bold over it."""
         band = self.band()
         return band.lrs, band.median
 

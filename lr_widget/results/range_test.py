@@ -229,7 +229,8 @@ class RangeTestResult(SweepResult):
         return NoiseBand.from_curves(self.lrs, [self.curve])
 
     def shown_curve(self) -> tuple[FloatArray, FloatArray]:
-        """``(lrs, curve)``: the recorded LRs and the smoothed curve the suggestions read."""
+        """``(lrs, smoothed loss)``: the recorded LRs and :attr:`curve`, the moving average of
+        the live view (the suggestions read :attr:`lag_free_curve` instead)."""
         return np.asarray(self.lrs, dtype=np.float64), self.curve
 
     @property

@@ -342,12 +342,14 @@ class Controls:
         _set_hideable(self.curvature_label, html.escape(f"{text}{suffix}"))
         self.curvature_label.tooltip = estimate.explanation
 
-    def show_selection(self, lr: float | None, loss: float | None) -> None:
-        """Show the selected LR (and the smoothed loss there) in the selection label."""
+    def show_selection(self, lr: float | None, loss: float | None, on_fit: bool = False) -> None:
+        """Show the selected LR, and the loss there on the bold curve, named: the lag-free fit
+        the rules read (``on_fit``) or the smoothed loss (while sweeping, past the blow-up)."""
         if lr is None:
             self.selection_label.value = "click the plot to pick a learning rate"
             return
-        where = "" if loss is None or not math.isfinite(loss) else f" (smoothed loss {loss:.4g})"
+        curve = "the lag-free fit" if on_fit else "the smoothed curve"
+        where = "" if loss is None or not math.isfinite(loss) else f" (loss {loss:.4g} on {curve})"
         self.selection_label.value = f"selected LR <b>{lr:.3e}</b>{where}"
 
     def show_selection_error(self, text: str) -> None:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import NDArray
 
-from lr_widget.curves.axes import nearest_index
 from lr_widget.engine.recording import StepEvent
 from lr_widget.results.confirmation import Confirmation
 from lr_widget.results.curvature import CurvatureEstimate
@@ -22,7 +21,7 @@ from lr_widget.suggestions.registry import DEFAULT_RULE
 from lr_widget.widget.controls import Controls, format_seconds
 from lr_widget.widget.curves import Curves, LiveCurves
 from lr_widget.widget.plot import LossPlot
-from lr_widget.widget.session import Shown, SweepSession
+from lr_widget.widget.session import MainCurve, Shown, SweepSession
 from lr_widget.widget.support import x_range
 
 FloatArray = NDArray[np.float64]
@@ -138,13 +137,13 @@ class SweepDisplay:
         self.controls.show_suggestions(suggestions, spreads)
         self.controls.show_spreads(spreads, [] if shown is None else shown.bumps)
 
-    def show_selection(self, lr: float | None, curve: tuple[FloatArray, FloatArray] | None) -> None:
-        """The selected LR, and the shown curve's loss at the recorded LR nearest to it."""
-        loss = None
-        if lr is not None and curve is not None and curve[0].size:
-            loss = float(curve[1][nearest_index(curve[0], lr)])
+    def show_selection(self, lr: float | None, curve: MainCurve | None) -> None:
+        """The selected LR, and the main curve's loss at the recorded LR nearest to it."""
+        loss, on_fit = None, False
+        if lr is not None and curve is not None and curve.lrs.size:
+            loss, on_fit = curve.at(lr)
         self.plot.show_selection(lr, loss)
-        self.controls.show_selection(lr, loss)
+        self.controls.show_selection(lr, loss, on_fit)
 
     def confirm_started(self, lr: float) -> None:
         """The controls and status while confirmation probes train (main thread)."""

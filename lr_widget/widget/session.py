@@ -26,6 +26,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from lr_widget.curves.arguments import require_lr
+from lr_widget.curves.axes import nearest_index
 from lr_widget.diagnostics.confirm import confirm_with
 from lr_widget.diagnostics.curvature import estimate_curvature
 from lr_widget.engine.recording import StepCallback, StepEvent
@@ -97,6 +98,22 @@ class Shown:
             return cls(shown, shown.suggestions(), shown.spreads(), shown.real_bumps())
         except ValueError:  # a curve the rules reject (e.g. a hand-made result): no markers
             return cls(shown)
+
+
+@dataclass(frozen=True)
+class MainCurve:
+    """The curve drawn bold: its LRs, its values, and where each value comes from the lag-free
+    fit the rules read (``from_fit``) rather than the smoothed loss (while sweeping, or past the
+    fit's end at the blow-up)."""
+
+    lrs: FloatArray
+    values: FloatArray
+    from_fit: NDArray[np.bool_]
+
+    def at(self, lr: float) -> tuple[float, bool]:
+        """The value at the recorded LR nearest to ``lr``, and whether it is the fit's."""
+        index = nearest_index(self.lrs, lr)
+        return float(self.values[index]), bool(self.from_fit[index])
 
 
 class SweepSession:
@@ -292,26 +309,27 @@ class SweepSession:
         reason) without one."""
         return _lr_to_pick(confirm_centre(self.settled().suggestions), CONFIRM_RULE)
 
-    def shown_curve(self) -> tuple[FloatArray, FloatArray] | None:
-        """``(lrs, curve)`` of the main curve: the current run's smoothed curve while sweeping
-        (or while no run of a repeated sweep has finished), else the shown result's lag-free
-        fit, the curve its rules read (its smoothed curve past the fit's end, the blow-up)."""
+    def shown_curve(self) -> MainCurve | None:
+        """The main curve, the one drawn bold, snapped to and reported on a click: the
+        current run's smoothed loss while sweeping (or while no run of a repeated sweep has
+        finished), else the shown result's lag-free fit, the curve its rules read (its smoothed
+        loss past the fit's end, the blow-up)."""
         self._settle()
         result: SweepResult | None = self.live_run if self._sweeping else self.result
         if result is not None and not result.runs:
             result = self.live_run
         if result is None:
             return None
-        lrs, curve = result.with_beta(self._beta).shown_curve()
-        if self._sweeping:
-            return lrs, curve
-        fit = result.lag_free_curve
-        return lrs, fit_where_defined(fit, curve) if fit.size == curve.size else curve
+        lrs, smoothed = result.with_beta(self._beta).shown_curve()
+        fit = None if self._sweeping else result.lag_free_curve
+        if fit is None or fit.size != smoothed.size:
+            return MainCurve(lrs, smoothed, np.zeros(lrs.size, dtype=bool))
+        return MainCurve(lrs, fit_where_defined(fit, smoothed), np.isfinite(fit))
 
     def recorded_lrs(self) -> FloatArray:
         """The LRs a selection may snap to: those of :meth:`shown_curve`."""
         shown = self.shown_curve()
-        return np.zeros(0) if shown is None else shown[0]
+        return np.zeros(0) if shown is None else shown.lrs
 
     # -- control (main thread) --------------------------------------------------------------
     def start(self, changes: Mapping[str, Any]) -> bool:

@@ -92,7 +92,27 @@ def test_selection_shows_a_marker_a_dashed_line_and_a_label(setup: Setup) -> Non
     assert drawn(plot.selection_dot.x).tolist() == [result.lrs[5]]
     shown = main_curve(result.lag_free_curve, smoothed)  # the curve drawn once it ended
     assert drawn(plot.selection_dot.y)[0] == pytest.approx(shown[5])
-    assert f"{result.lrs[5]:.3e}" in w.controls.selection_label.value
+    label = w.controls.selection_label.value
+    assert f"{result.lrs[5]:.3e}" in label
+    # The value reported is the bold curve's, named as such: the fit, not the smoothed loss.
+    assert math.isfinite(result.lag_free_curve[5])
+    assert f"(loss {shown[5]:.4g} on the lag-free fit)" in label
+
+
+def test_a_selection_past_the_blow_up_reports_the_smoothed_loss_by_that_name() -> None:
+    lrs = np.logspace(-5, 1, 80)
+    losses = 2.0 - np.tanh(np.log10(lrs) + 3) + np.where(lrs > 0.5, 50.0 * lrs, 0.0)
+    result = RangeTestResult(lrs=lrs.tolist(), losses=losses.tolist(), stop_reason="diverged")
+    past_fit = int(np.flatnonzero(~np.isfinite(result.lag_free_curve))[0])  # the fit ends
+    w = LRWidget.from_result(result)
+    try:
+        click_plot(w, lrs[past_fit])
+        smoothed = debiased_ema(result.losses, result.beta)
+        assert f"(loss {smoothed[past_fit]:.4g} on the smoothed curve)" in (
+            w.controls.selection_label.value
+        )
+    finally:
+        w.close()
 
 
 def test_clicks_before_anything_is_recorded_select_nothing(setup: Setup) -> None:
