@@ -388,8 +388,9 @@ class SweepSession:
         """Wait for the confirmation probes; ``True`` once they have ended (or none started)."""
         return self._probes.join(timeout)
 
-    def keep(self, label: str | None = None) -> str:
-        """Copy the current result into :attr:`comparison` under ``label``; return the label.
+    def keep(self, label: str | None = None, result: SweepResult | None = None) -> str:
+        """Copy the current result (or ``result``) into :attr:`comparison` under ``label``;
+        return the label.
 
         ``RuntimeError`` while a sweep runs; ``ValueError`` without a result to keep or if
         ``label`` is already used.
@@ -397,7 +398,8 @@ class SweepSession:
         self._settle()
         if self._sweeping:
             raise RuntimeError("a sweep is running: keep its result once it ends (w.wait())")
-        result = self.result
+        if result is None:
+            result = self.result
         if result is None or not result.has_data:
             raise ValueError("there is no result to keep yet: run a sweep first")
         return self.comparison.add(result.copy(), label)

@@ -497,10 +497,14 @@ class LRWidget(ipywidgets.VBox):
         return self.framework.write_lr(self.lr)
 
     # -- kept results and the curvature -----------------------------------------------------
-    def keep(self, label: str | None = None) -> str:
+    def keep(
+        self, label: str | None = None, result: SweepResult | str | os.PathLike[str] | None = None
+    ) -> str:
         """Keep a copy of the current result on the plot under ``label`` (default "run N"),
-        to compare with later sweeps; return the label (see :meth:`SweepSession.keep`)."""
-        kept = self.session.keep(label)
+        to compare with later sweeps; return the label (see :meth:`SweepSession.keep`).
+        ``result`` keeps that one instead: a result of another widget or ``find_lr``, or the
+        path of one saved as JSON."""
+        kept = self.session.keep(label, None if result is None else read_result(result))
         self._display.draw_kept(self.session)
         return kept
 

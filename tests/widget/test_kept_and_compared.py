@@ -79,6 +79,24 @@ def test_kept_lines_follow_the_smoothing_slider(setup: Setup) -> None:
     np.testing.assert_allclose(drawn(w.plot.kept.line_of("a").y), debiased_ema(result.losses, 0.3))
 
 
+def test_keep_takes_another_result_or_a_saved_file(setup: Setup, tmp_path: Path) -> None:
+    """A fresh widget can show an earlier sweep beside its own (the earlier widget's plot stays
+    as it was): keep(label, result=...) with a result or the path of a saved one."""
+    earlier = _saved(-5, -1, 30, shift=0.2)
+    earlier.save(tmp_path / "earlier.json")
+    w = setup.widget(ScriptedStep())
+    try:
+        assert w.keep("earlier", result=earlier) == "earlier"
+        assert w.keep("from file", result=tmp_path / "earlier.json") == "from file"
+        assert w.comparison["earlier"] is not earlier  # a copy
+        assert w.comparison["from file"].to_dict() == earlier.to_dict()
+        assert w.plot.kept.line_of("earlier") in w.plot.figure.marks
+        with pytest.raises(TypeError, match="result must be a RangeTestResult"):
+            w.keep("bad", result=42)  # type: ignore[arg-type]
+    finally:
+        w.close()
+
+
 def test_keep_is_refused_while_a_sweep_runs(setup: Setup) -> None:
     step = ScriptedStep(hold_at=3)
     w = setup.widget(step)
