@@ -64,9 +64,11 @@ class BrowserEvents:
     ) -> None:
         self.actions, self.session, self.selection = actions, session, selection
         self.display, self.targets, self._is_closed = display, targets, is_closed
+        self._snapping = False  # moving the brush ourselves: its report is not a drag
         plot, controls = display.plot, display.controls
         plot.on_click(self._plot_clicked)
         plot.on_range_drag(self._range_dragged)
+        plot.on_range_released(self._snap_brush)
         controls.run_button.on_click(lambda _button: self.run_quietly())
         controls.stop_button.on_click(lambda _button: actions.stop())
         controls.keep_button.on_click(lambda _button: self.guarded(actions.keep))
@@ -128,8 +130,25 @@ class BrowserEvents:
             self.guarded(lambda: setattr(self.selection, "lr", lr))
 
     def _range_dragged(self, low: float, high: float) -> None:
+        if self._snapping:
+            return  # our own move of the brush, not a drag
         hint = self.selection.drag_to(low, high)
         self.display.controls.show_range(self.selection.lr_range, hint)  # clears an old hint
+        if not self.display.plot.range_dragging:
+            self._snap_brush()
+
+    def _snap_brush(self) -> None:
+        """Move the brush's rectangle onto the range selected (snapped to recorded LRs), so one
+        rectangle shows, where the shaded span is; never during a drag, which it would fight."""
+        lr_range = self.selection.lr_range
+        brush = self.display.plot.ranges.brush
+        current = None if brush.selected is None else tuple(float(v) for v in brush.selected)
+        if lr_range is not None and current != lr_range:
+            self._snapping = True
+            try:
+                self.display.plot.ranges.set_brush(lr_range)
+            finally:
+                self._snapping = False
 
     def _range_mode_changed(self, change: dict[str, Any]) -> None:
         self.display.plot.set_range_mode(bool(change["new"]))

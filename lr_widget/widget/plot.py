@@ -191,6 +191,20 @@ class LossPlot:
 
         self.ranges.brush.observe(selected, names="selected")
 
+    def on_range_released(self, callback: Callable[[], None]) -> None:
+        """Call ``callback()`` when a drag with the brush ends (the mouse is released)."""
+
+        def released(change: Mapping[str, Any]) -> None:
+            if not change["new"]:
+                callback()
+
+        self.ranges.brush.observe(released, names="brushing")
+
+    @property
+    def range_dragging(self) -> bool:
+        """Whether a drag with the brush is under way in the browser."""
+        return bool(self.ranges.brush.brushing)
+
     def set_range_mode(self, on: bool) -> None:
         """Drag to select an LR range (``True``), or click to select an LR (``False``)."""
         self.figure.interaction = self.ranges.brush if on else None

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from lr_widget.curves.axes import MAX_DRAWN_POINTS
-from lr_widget.plotting.style import FIT_LABEL
+from lr_widget.plotting.style import FIT_LABEL, RANGE_COLOR
 from lr_widget.suggestions.registry import DEFAULT_RULE
 from lr_widget.widget.clicks import TOOLTIP_CLASS
 from lr_widget.widget.controls import STATUS_CLASS
@@ -49,6 +49,24 @@ SWEEP_TIMEOUT_S = 180.0
 ROOT = f".{ROOT_CLASS}"
 STATUS = f"{ROOT} .{STATUS_CLASS}"
 PLOT_AREA = f"{ROOT} rect.plotarea_events"
+# [[brush left, brush right], [span left, span right]] in page pixels, or null before both show:
+# the brush's rectangle and the shaded span of the selected range (the path filled with its
+# colour).
+_RANGE_EDGES_JS = """([root, color]) => {
+    const scope = document.querySelector(root);
+    const brush = scope?.querySelector("g.brushintsel rect.selection");
+    const probe = document.createElement("div");
+    probe.style.color = color;
+    document.body.appendChild(probe);
+    const fill = getComputedStyle(probe).color;
+    probe.remove();
+    const span = [...(scope?.querySelectorAll("path") || [])].find(
+        (path) => getComputedStyle(path).fill === fill && path.getBoundingClientRect().width > 0
+    );
+    if (!brush || !span || brush.getBoundingClientRect().width === 0) return null;
+    const a = brush.getBoundingClientRect(), b = span.getBoundingClientRect();
+    return [[a.left, a.right], [b.left, b.right]];
+}"""
 
 SETUP_CELL = f"""\
 import time
@@ -288,6 +306,41 @@ def test_hovering_a_point_shows_its_lr_and_loss_and_a_click_selects_it(
 
     notebook.page.mouse.move(1, 1)
     notebook.wait(lambda: not tooltip.is_visible(), "the tooltip to hide when the pointer leaves")
+
+
+def test_a_range_drag_leaves_one_rectangle_on_the_snapped_range(notebook: NotebookPage) -> None:
+    """The brush's own rectangle moves onto the shaded span of the range snapped to recorded
+    LRs when the mouse is released: one rectangle, not two offset ones."""
+    _finished_sweep(notebook)
+    notebook.kernel_execute("w.lr_range = None")
+    toggle = notebook.wait_for_selector(f'{ROOT} button:text-is("Select range")')
+    toggle.click()
+    notebook.wait(lambda: notebook.kernel_eval("w.plot.range_mode"), "range mode in the kernel")
+    box = notebook.box(PLOT_AREA)
+    y = box["y"] + 0.5 * box["height"]
+    notebook.page.mouse.move(box["x"] + 0.303 * box["width"], y)
+    notebook.page.mouse.down()
+    notebook.page.mouse.move(box["x"] + 0.45 * box["width"], y, steps=5)
+    notebook.page.mouse.move(box["x"] + 0.617 * box["width"], y, steps=5)
+    notebook.page.mouse.up()
+    notebook.wait(lambda: notebook.kernel_eval("w.lr_range"), "a range in the kernel")
+
+    def edges() -> list[list[float]] | None:
+        found: list[list[float]] | None = notebook.page.evaluate(
+            _RANGE_EDGES_JS, [ROOT, RANGE_COLOR]
+        )
+        return found
+
+    def one_rectangle() -> bool:
+        found = edges()
+        return found is not None and all(
+            abs(brush - span) < 1.0 for brush, span in zip(found[0], found[1], strict=True)
+        )
+
+    notebook.wait(one_rectangle, f"the brush on the shaded span (brush, span: {edges()})")
+    toggle.click()  # back to clicking, for the tests that follow
+    notebook.wait(lambda: not notebook.kernel_eval("w.plot.range_mode"), "click mode again")
+    assert notebook.drawing_errors() == []
 
 
 def test_a_suggestion_button_selects_its_lr(notebook: NotebookPage) -> None:

@@ -57,6 +57,23 @@ def test_a_drag_selects_the_range_snapped_to_recorded_lrs(w: LRWidget) -> None:
     assert drawn(span.y).tolist() == [[0.0, 0.0], [1.0, 1.0]]
 
 
+def test_the_brush_rectangle_moves_onto_the_snapped_range_when_the_drag_ends(
+    w: LRWidget,
+) -> None:
+    """One rectangle, not two offset ones: the brush's own rectangle is moved onto the span of
+    the snapped range once the mouse is released, never during the drag."""
+    toggle(w.controls.range_button, True)
+    brush = w.plot.ranges.brush
+    brush.brushing = True  # the browser's brush start
+    drag_range(w, 1.1e-4, 2.7e-2)
+    assert drawn(brush.selected).tolist() == [1.1e-4, 2.7e-2]  # left alone while dragging
+    brush.brushing = False  # the browser's brush end
+    assert drawn(brush.selected).tolist() == [LRS[20], LRS[44]]
+    assert drawn(w.plot.ranges.span.x).tolist() == [LRS[20], LRS[44]]
+    drag_range(w, 2e-3, 9e-2)  # a drag reported at once, with no brushing flag: snapped too
+    assert drawn(brush.selected).tolist() == list(w.lr_range)
+
+
 def test_a_right_to_left_drag_gives_the_same_range(w: LRWidget) -> None:
     drag_range(w, 2.7e-2, 1.1e-4)
     assert w.lr_range == (LRS[20], LRS[44])
