@@ -20,7 +20,7 @@ from lr_widget.frameworks.learner import learner_inputs
 from lr_widget.frameworks.lightning import lightning_inputs
 from lr_widget.frameworks.link import SweepInputs, framework_of
 
-FRAMEWORK_OPTIONS = ("datamodule", "train_dataloaders", "update_attr")
+FRAMEWORK_OPTIONS = ("datamodule", "train_dataloaders", "trainer", "update_attr")
 """Options only a framework object takes; popped from the engine's options by :func:`adapt`."""
 
 
@@ -49,10 +49,10 @@ def adapt(
     update_attr = framework_options.pop("update_attr", False)
     if not isinstance(update_attr, bool):
         raise TypeError(f"update_attr must be True or False, got {update_attr!r}")
-    lightning_data = {k: v for k, v in framework_options.items() if v is not None}
-    if framework != "LightningModule" and lightning_data:
+    lightning_options = {k: v for k, v in framework_options.items() if v is not None}
+    if framework != "LightningModule" and lightning_options:
         raise TypeError(
-            f"{' and '.join(lightning_data)} are for a LightningModule, and the model is a "
+            f"{' and '.join(lightning_options)} are for a LightningModule, and the model is a "
             f"{type(model).__name__}; pass train_data instead"
         )
     if update_attr and framework is None:
@@ -72,7 +72,7 @@ def adapt(
         return SweepInputs(model, train_data, loss_fn, optimizer, options)
     if framework == "LightningModule":
         inputs = lightning_inputs(
-            model, train_data, optimizer, own_loss, update_attr=update_attr, **lightning_data
+            model, train_data, optimizer, own_loss, update_attr=update_attr, **lightning_options
         )
     elif framework == "Hugging Face Trainer":
         inputs = trainer_inputs(model, train_data, optimizer, own_loss)

@@ -16,6 +16,7 @@ groups, keeping their ratios.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -35,7 +36,7 @@ def learner_inputs(
 ) -> SweepInputs:
     """The sweep's inputs from a fastai ``Learner``; ``own_loss`` is false when the caller gave
     a ``loss_fn`` or ``step_fn`` (then ``learn.loss_func`` is not used)."""
-    options: dict[str, Any] = {}
+    options = callback_options(learn)
     if own_loss:
         options["step_fn"] = LearnerLoss(learn)
     data = learn.dls.train if train_data is None else train_data
@@ -45,6 +46,33 @@ def learner_inputs(
         NAME, learn, write=lambda lr: _write_lr(learn, lr), save_state=lambda: _save_rng(data)
     )
     return SweepInputs(learn.model, data, loss_fn, optimizer, options, link)
+
+
+def callback_options(learn: Any) -> dict[str, Any]:
+    """What the Learner's callbacks change in each optimizer step, as sweep options:
+    ``GradientClip`` (clipping by norm), ``GradientAccumulation`` (``n_acc`` samples a step, in
+    batches of ``dls.train.bs``) and ``MixedPrecision`` (fp16 with a GradScaler, or bf16)."""
+    options: dict[str, Any] = {}
+    for callback in getattr(learn, "cbs", ()):
+        kind = type(callback).__name__
+        if kind == "GradientClip":
+            if float(getattr(callback, "norm_type", 2.0)) != 2.0:
+                raise ValueError(
+                    f"GradientClip(norm_type={callback.norm_type}): the sweep clips the 2-norm "
+                    "only; pass max_grad_norm= and remove the callback, or use norm_type=2"
+                )
+            options["max_grad_norm"] = float(callback.max_norm)
+        elif kind == "GradientAccumulation":
+            batch = int(getattr(learn.dls.train, "bs", 0) or 0)
+            if batch > 0:
+                options["accumulation_steps"] = max(1, math.ceil(int(callback.n_acc) / batch))
+        elif kind == "MixedPrecision":
+            mode = str(getattr(callback.amp_mode, "value", callback.amp_mode))
+            if mode == "bf16":
+                options["amp_dtype"] = "bfloat16"
+            elif mode == "fp16":
+                options.update(amp_dtype="float16", grad_scaler=True)
+    return options
 
 
 class LearnerLoss:

@@ -37,10 +37,13 @@ def lightning_inputs(
     *,
     datamodule: Any = None,
     train_dataloaders: Any = None,
+    trainer: Any = None,
     update_attr: bool = False,
 ) -> SweepInputs:
     """The sweep's inputs from a LightningModule; ``own_loss`` is false when the caller gave a
-    ``loss_fn`` or ``step_fn`` (then ``training_step`` is not used)."""
+    ``loss_fn`` or ``step_fn`` (then ``training_step`` is not used). ``trainer`` (default: the
+    Trainer the module is attached to, if any) gives the step's settings: see
+    :func:`trainer_options`."""
     parsing = import_framework(NAME, _package(module) + ".utilities.parsing")
     warnings.filterwarnings("ignore", message=_NO_TRAINER_LOG)  # added once, however often
     if update_attr and _lr_attribute(module, parsing) is None:
@@ -55,7 +58,9 @@ def lightning_inputs(
             "its training_step steps the optimizer itself; pass step_fn=lambda model, batch: loss"
         )
     data = _train_data(module, train_data, datamodule, train_dataloaders)
-    options: dict[str, Any] = {}
+    if trainer is None:
+        trainer = getattr(module, "_trainer", None)
+    options: dict[str, Any] = {} if trainer is None else trainer_options(trainer)
     if optimizer is None:
         optimizer, scheduler = first_optimizer(module.configure_optimizers(), module)  # type: ignore[operator]
         if scheduler is not None:
@@ -69,6 +74,37 @@ def lightning_inputs(
         save_state=lambda: _save_metrics(module),
     )
     return SweepInputs(module, data, None, optimizer, options, link)
+
+
+def trainer_options(trainer: Any) -> dict[str, Any]:
+    """What a Lightning ``Trainer`` changes in each optimizer step, as sweep options:
+    ``accumulate_grad_batches``, clipping by norm (``gradient_clip_val``) and mixed precision
+    (``"bf16-mixed"``, ``"16-mixed"`` with a GradScaler). A ``"*-true"`` precision is the
+    module's own dtype, nothing to add; clipping by value has no equivalent in the sweep, which
+    warns and leaves it out.
+    """
+    options: dict[str, Any] = {}
+    accumulation = int(getattr(trainer, "accumulate_grad_batches", 1) or 1)
+    if accumulation > 1:
+        options["accumulation_steps"] = accumulation
+    clip = getattr(trainer, "gradient_clip_val", None)
+    if clip:
+        algorithm = str(getattr(trainer, "gradient_clip_algorithm", None) or "norm")
+        if algorithm == "norm":
+            options["max_grad_norm"] = float(clip)
+        else:
+            warnings.warn(
+                f"the Trainer clips gradients by {algorithm} ({clip}); the sweep clips by norm "
+                "only, so it runs without clipping (pass max_grad_norm= for a norm limit)",
+                UserWarning,
+                stacklevel=4,
+            )
+    precision = str(getattr(trainer, "precision", "32-true"))
+    if precision.startswith("bf16-mixed"):
+        options["amp_dtype"] = "bfloat16"
+    elif precision.startswith("16-mixed"):
+        options.update(amp_dtype="float16", grad_scaler=True)
+    return options
 
 
 class TrainingStep:

@@ -231,13 +231,16 @@ class LRWidget(ipywidgets.VBox):
         module: Any,
         datamodule: Any = None,
         train_dataloaders: Any = None,
+        trainer: Any = None,
         **options: Any,
     ) -> LRWidget:
         """The widget on a LightningModule: its ``training_step``, the first optimizer of its
-        ``configure_optimizers`` (a scheduler there is restored, never stepped), and the data of
-        ``datamodule`` or ``train_dataloaders``; ``update_attr=True`` writes every selected LR
-        to the module's ``lr``/``learning_rate`` (attribute or hparams), as Lightning's tuner
-        does. ``options`` are those of the widget and :func:`~lr_widget.find_lr`.
+        ``configure_optimizers`` (a scheduler there is restored, never stepped), the data of
+        ``datamodule`` or ``train_dataloaders``, and the step settings of ``trainer`` (default:
+        the Trainer it is attached to, if any: accumulation, clipping, mixed precision).
+        ``update_attr=True`` writes every selected LR to the module's ``lr``/``learning_rate``
+        (attribute or hparams), as Lightning's tuner does. ``options`` are those of the widget
+        and :func:`~lr_widget.find_lr`.
 
         In a notebook::
 
@@ -246,7 +249,10 @@ class LRWidget(ipywidgets.VBox):
             w  # click an LR; module.hparams.lr follows, then Trainer(...).fit(module, dm)
         """
         require_framework(module, "LightningModule", "LRWidget.from_lightning")
-        return cls(module, datamodule=datamodule, train_dataloaders=train_dataloaders, **options)
+        return cls(
+            module, datamodule=datamodule, train_dataloaders=train_dataloaders, trainer=trainer,
+            **options,
+        )  # fmt: skip
 
     @classmethod
     def from_hf_trainer(cls, trainer: Any, **options: Any) -> LRWidget:

@@ -14,7 +14,9 @@ import numpy as np
 import pytest
 import torch
 from fastai.callback.core import Callback
+from fastai.callback.fp16 import MixedPrecision
 from fastai.callback.schedule import valley
+from fastai.callback.training import GradientAccumulation, GradientClip
 from fastai.data.core import DataLoaders
 from fastai.data.load import DataLoader as FastaiLoader
 from fastai.learner import Learner
@@ -126,6 +128,24 @@ def test_the_widget_on_a_learner_writes_learn_lr() -> None:
         widget.close()
     with pytest.raises(TypeError, match=r"from_learner needs a fastai.Learner"):
         LRWidget.from_learner(torch.nn.Linear(2, 1))
+
+
+def test_the_step_settings_come_from_the_learners_callbacks() -> None:
+    """fastai changes the step through callbacks: clipping, accumulation and mixed precision
+    are read from them, as the engine's options."""
+    learn = make_learner(cbs=[GradientClip(0.3), GradientAccumulation(n_acc=64)])
+    result = find_lr(learn, num_steps=8)
+    assert result.settings["max_grad_norm"] == 0.3
+    assert result.settings["accumulation_steps"] == 2  # 64 samples in batches of 32
+    assert result.metadata["effective_batch_size"] == 64
+    assert (
+        adapt(make_learner(cbs=[MixedPrecision(amp_mode="bf16")]), None, None, None, {}).options[
+            "amp_dtype"
+        ]
+        == "bfloat16"
+    )
+    with pytest.raises(ValueError, match="clips the 2-norm only"):
+        find_lr(make_learner(cbs=[GradientClip(0.3, norm_type=1.0)]), num_steps=8)
 
 
 class RawLosses(Callback):

@@ -184,6 +184,30 @@ def test_the_widget_on_a_lightning_module_writes_every_selected_lr_back() -> Non
         LRWidget.from_lightning(torch.nn.Linear(2, 1))
 
 
+def test_the_step_settings_come_from_the_trainer_given_or_attached() -> None:
+    """Accumulation, clipping by norm and mixed precision live on the Trainer: the sweep takes
+    them from the one given, or from the one the module is attached to."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # Lightning's notes on the hardware it found
+        trainer = pl.Trainer(
+            accumulate_grad_batches=2, gradient_clip_val=0.5, precision="bf16-mixed",
+            accelerator="cpu", logger=False, enable_checkpointing=False,
+            enable_progress_bar=False, enable_model_summary=False,
+        )  # fmt: skip
+    module = Classifier()
+    loader = Data()
+    loader.setup("fit")
+    result = find_lr(module, loader.train_dataloader(), trainer=trainer, num_steps=8)
+    assert result.settings["accumulation_steps"] == 2
+    assert result.settings["max_grad_norm"] == 0.5
+    assert result.settings["amp_dtype"] == "bfloat16"
+    assert result.metadata["effective_batch_size"] == 64
+    module.trainer = trainer  # attached, as inside fit(): read without being passed
+    assert adapt(module, loader.train_dataloader(), None, None, {}).options["max_grad_norm"] == 0.5
+    with pytest.raises(TypeError, match="trainer are for a LightningModule"):
+        find_lr(torch.nn.Linear(8, 3), loader.train_dataloader(), trainer=trainer)
+
+
 def test_a_plain_module_passes_through_adapt_untouched() -> None:
     model = torch.nn.Linear(2, 1)
     data = [(torch.zeros(1, 2), torch.zeros(1, 1))]
