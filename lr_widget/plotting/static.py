@@ -128,9 +128,10 @@ def _draw_curves(ax: Axes, result: SweepResult) -> list[tuple[float, float] | No
     )  # fmt: skip
     ax.plot(lrs, band.median[finite], color=BAND_COLOR, linewidth=1.5, alpha=EMA_OPACITY,
             linestyle="--", label="median of runs")  # fmt: skip
-    ax.plot(band.lrs, nan_for_inf(result.lag_free_curve), color=BAND_COLOR, linewidth=2,
-            label=FIT_LABEL)  # fmt: skip
-    return [robust_y_range(band.median[finite], np.concatenate([band.low, band.high]))]
+    fit = result.lag_free_curve
+    ax.plot(band.lrs, nan_for_inf(fit), color=BAND_COLOR, linewidth=2, label=FIT_LABEL)
+    # The bold fit runs ahead of the lagging EMA: the range is the fit's, as for a single run.
+    return [robust_y_range(fit, np.concatenate([band.low, band.high]))]
 
 
 def _line_pair(

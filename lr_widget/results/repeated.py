@@ -237,8 +237,9 @@ class RepeatedRangeTest(SweepResult):
         return {rule: self.spread(rule, train_steps) for rule in RULES}
 
     def suggest(self, rule: str = DEFAULT_RULE, train_steps: int | None = None) -> Suggestion:
-        """The robust pick of ``rule``: the geometric median of the runs' picks, marked on the
-        median curve at the grid LR nearest to it.
+        """The robust pick of ``rule``: the geometric median of the runs' picks, marked at the
+        grid LR nearest to it on :attr:`lag_free_curve`, the bold curve of the plots (on the
+        median smoothed curve past the fit's end).
 
         Why the median of the picks rather than the rule applied to the median curve: each pick
         is the rule reading the kind of curve it was designed for (one real sweep); the median of
@@ -260,7 +261,9 @@ class RepeatedRangeTest(SweepResult):
         band = self.band()
         index = nearest_index(band.lrs, lr)
         reason = f"{flat_note}median of the runs' picks: {spread.describe()}"
-        return Suggestion(rule, lr, index, float(band.median[index]), reason)
+        fit = self.lag_free_curve  # the bold curve: the pick is marked on it where it is defined
+        loss = fit[index] if index < fit.size and np.isfinite(fit[index]) else band.median[index]
+        return Suggestion(rule, lr, index, float(loss), reason)
 
     def median_curve_suggestion(
         self, rule: str = DEFAULT_RULE, train_steps: int | None = None

@@ -159,6 +159,37 @@ def test_a_repeated_result_draws_its_band_and_median() -> None:
     assert vertices[:, 1].max() == pytest.approx(float(np.nanmax(band.high)))
 
 
+def test_a_repeated_results_fit_is_in_view_and_its_pick_sits_on_it() -> None:
+    """The bold fit runs ahead of the lagging median EMA (the demo's by half a decade and more):
+    the y range is the fit's and the default's marker sits on the fit, not on the dashed EMA."""
+    lrs = np.logspace(-6, 0, 80)
+    runs = [
+        RangeTestResult(
+            lrs=lrs.tolist(),
+            losses=(
+                1.2
+                - np.tanh(2 * (np.log10(lrs) + 3.5)) * 0.5
+                + 0.6 * (lrs > 0.3) * 10 * lrs
+                + 0.01 * shift
+            ).tolist(),
+            beta=0.98,
+        )
+        for shift in range(3)
+    ]
+    repeated = RepeatedRangeTest(runs)
+    fit = repeated.lag_free_curve
+    assert np.nanmin(fit) < np.nanmin(repeated.band().median) - 0.1  # the lag the test is about
+    ax = repeated.plot(_axes())
+    low, high = ax.get_ylim()
+    assert low <= np.nanmin(fit) < high
+    suggestion = repeated.suggestion
+    assert suggestion.lr is not None
+    assert suggestion.index is not None
+    assert suggestion.loss == pytest.approx(fit[suggestion.index])
+    (mark,) = [c for c in ax.collections if isinstance(c, PathCollection)]
+    assert mark.get_offsets().tolist() == [[suggestion.lr, suggestion.loss]]
+
+
 def test_non_finite_losses_leave_gaps() -> None:
     result = _result(40)
     losses = list(result.losses)
