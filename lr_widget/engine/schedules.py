@@ -88,7 +88,15 @@ def group_lr_ratios(optimizer: torch.optim.Optimizer) -> list[float]:
     backbone at a tenth of the head's LR stays at a tenth. Groups whose LRs are all zero (or not
     set) are treated as equal.
     """
-    lrs = [float(group.get("lr", 0.0)) for group in optimizer.param_groups]
+    return lr_ratios([float(group.get("lr", 0.0)) for group in optimizer.param_groups])
+
+
+def lr_ratios(lrs: Sequence[float]) -> list[float]:
+    """Each LR relative to the largest; all equal when none is above zero.
+
+    >>> lr_ratios([1e-4, 1e-3]), lr_ratios([0.0, 0.0])
+    ([0.1, 1.0], [1.0, 1.0])
+    """
     largest = max(lrs, default=0.0)
     if largest <= 0:
         return [1.0 for _ in lrs]

@@ -422,7 +422,7 @@ class _OptimizerState:
                 failures.append((f"optimizer tensor of shape {tuple(saved.shape)}", _why(error)))
         for param, entries, items in self.state:
             device = local_shard(param).device if isinstance(param, torch.Tensor) else None
-            to_device = _copier_to(device)
+            to_device = copier_to(device)
             entries.clear()
             entries.update({
                 key: value
@@ -442,7 +442,7 @@ class _OptimizerState:
             items["params"][:] = params
 
 
-def _copier_to(device: torch.device | None) -> Callable[[torch.Tensor], torch.Tensor]:
+def copier_to(device: torch.device | None) -> Callable[[torch.Tensor], torch.Tensor]:
     """Copies a tensor to ``device`` (each tensor's own device where ``None``)."""
     return lambda tensor: tensor.to(device or tensor.device, copy=True)
 

@@ -22,6 +22,7 @@ from typing import Any
 
 import torch
 
+from lr_widget.engine.schedules import lr_ratios
 from lr_widget.frameworks.link import FrameworkLink, SweepInputs
 
 NAME = "fastai Learner"
@@ -169,7 +170,6 @@ def _write_lr(learn: Any, lr: float) -> str:
     if learn.opt is None:
         return "learn.lr"
     hypers = learn.opt.hypers
-    largest = max(float(hyper["lr"]) for hyper in hypers)
-    for hyper in hypers:
-        hyper["lr"] = lr * float(hyper["lr"]) / largest if largest > 0 else lr
+    for hyper, ratio in zip(hypers, lr_ratios([float(h["lr"]) for h in hypers]), strict=True):
+        hyper["lr"] = lr * ratio
     return "learn.lr and learn.opt"

@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from lr_widget.engine.state import to_host
+from lr_widget.engine.state import copier_to, map_tensors, to_host
 from lr_widget.frameworks.link import FrameworkLink, SweepInputs, import_framework
 
 NAME = "LightningModule"
@@ -270,15 +270,9 @@ def _save_metrics(module: torch.nn.Module) -> Callable[[], None]:
 
     def restore() -> None:
         for metric, values in saved:
+            device = getattr(metric, "device", None)  # where torchmetrics keeps its states
+            to_metric = copier_to(device if isinstance(device, torch.device) else None)
             for name, value in values.items():
-                current = getattr(metric, name, None)
-                device = current.device if isinstance(current, torch.Tensor) else None
-                setattr(metric, name, _to_device(to_host(value), device))
+                setattr(metric, name, map_tensors(value, to_metric))  # list states too
 
     return restore
-
-
-def _to_device(value: Any, device: torch.device | None) -> Any:
-    if device is not None and isinstance(value, torch.Tensor):
-        return value.to(device)
-    return value
