@@ -193,17 +193,17 @@ def x_range(settings: SweepSettings, *results: SweepResult | None) -> tuple[floa
 def optimizer_note(finder: LRFinder | None, result: SweepResult | None) -> str:
     """Which optimizer the LR is for: ``"optimizer: AdamW (default)"``; from a saved result's
     metadata when there is no model; ``""`` when unknown."""
+    name: Any
     if finder is not None:
-        name = optimizer_name(finder.optimizer)
-        note = f"optimizer: {name} (default)" if finder.owns_optimizer else f"optimizer: {name}"
+        name = optimizer_name(finder.optimizer) + (" (default)" if finder.owns_optimizer else "")
         framework = None if finder.outer_state is None else finder.outer_state.name
-        return note if framework is None else f"{note}, through the {framework}"
-    metadata = {} if result is None else result.metadata
-    saved, framework = metadata.get("optimizer"), metadata.get("framework")
-    if not (isinstance(saved, str) and saved):
-        return ""
+    else:
+        metadata = {} if result is None else result.metadata
+        name, framework = metadata.get("optimizer"), metadata.get("framework")
+        if not (isinstance(name, str) and name):
+            return ""
     through = f", through the {framework}" if isinstance(framework, str) and framework else ""
-    return f"optimizer: {saved}{through}"
+    return f"optimizer: {name}{through}"
 
 
 def widget_tree(root: Any) -> list[Any]:

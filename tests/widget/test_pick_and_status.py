@@ -108,3 +108,10 @@ def test_the_status_names_the_optimizer_swept(setup: Setup) -> None:
     shown = LRWidget.from_result(saved)
     assert shown.controls.status.value.endswith("· optimizer: AdamW")  # from its metadata
     shown.close()
+
+    # A sweep through a framework object says so, from its metadata too.
+    saved.metadata.update(optimizer="fastai Adam", framework="fastai Learner")
+    shown = LRWidget.from_result(saved)
+    status = shown.controls.status.value
+    assert status.endswith("· optimizer: fastai Adam, through the fastai Learner")
+    shown.close()
