@@ -66,8 +66,6 @@ class LRTargets:
         self._swept_optimizer = swept_optimizer
         self._pending: float | None = None
         self._pending_framework: float | None = None
-        self.written_to: str | None = None
-        """Where the framework object last received an LR (``"MyModule.lr"``), if anywhere."""
 
     def apply(self, lr: float | None, optimizer: torch.optim.Optimizer | None = None) -> float:
         """Write ``lr`` into ``optimizer`` (default: ``apply_to``), every parameter group keeping
@@ -100,7 +98,7 @@ class LRTargets:
             if self._swept_optimizer() is not None:
                 self._pending_framework = lr  # the framework's optimizer is being swept
             else:
-                self.written_to = self.framework.write_lr(lr)
+                self.framework.write_lr(lr)
 
     def sweep_ended(self, lr: float | None) -> None:
         """Apply the LR selected during the sweep, now that the optimizer is restored."""
@@ -109,4 +107,4 @@ class LRTargets:
             self.apply(lr)
         pending, self._pending_framework = self._pending_framework, None
         if pending is not None and lr is not None and self.framework is not None:
-            self.written_to = self.framework.write_lr(lr)
+            self.framework.write_lr(lr)

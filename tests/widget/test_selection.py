@@ -12,8 +12,10 @@ import torch
 import traitlets
 
 from lr_widget.curves.smoothing import debiased_ema
+from lr_widget.frameworks import FrameworkLink
 from lr_widget.results.range_test import RangeTestResult
 from lr_widget.widget import LRWidget
+from lr_widget.widget.targets import LRTargets
 
 from .frontend import click, click_plot, click_point, drawn, main_curve
 from .scripted import ScriptedStep, Setup, valley_curve
@@ -185,6 +187,27 @@ def test_a_selection_during_the_sweep_reaches_apply_to_after_the_restore(setup: 
     step.release()
     w.wait()
     assert setup.optimizer.param_groups[0]["lr"] == pytest.approx(chosen)
+
+
+def test_a_framework_receives_each_selection_deferred_while_a_sweep_trains_it() -> None:
+    """update_attr=True: each selected LR goes to the framework object; while a sweep runs
+    (and will restore the object) the write waits for its end, as for apply_to."""
+    written: list[float] = []
+    link = FrameworkLink("LightningModule", None, write=lambda lr: written.append(lr) or "m.lr")
+    sweeping: list[torch.optim.Optimizer] = []
+    targets = LRTargets(
+        None, None, swept_optimizer=lambda: sweeping[0] if sweeping else None, framework=link
+    )
+    targets.selected(1e-3)
+    assert written == [1e-3]
+    sweeping.append(torch.optim.SGD(torch.nn.Linear(2, 1).parameters(), lr=0.1))
+    targets.selected(2e-3)
+    assert written == [1e-3]  # not during the sweep
+    sweeping.clear()
+    targets.sweep_ended(2e-3)
+    assert written == [1e-3, 2e-3]
+    targets.sweep_ended(2e-3)  # nothing pending any more
+    assert written == [1e-3, 2e-3]
 
 
 def test_assign_to_writes_the_notebook_variable_only_when_asked(
