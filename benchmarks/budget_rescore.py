@@ -33,6 +33,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from benchmarks import budget_cache as bc
+from benchmarks import budget_variants
 from benchmarks import quality_cache as qc
 from benchmarks.budget_report import ORACLE, readme_with_table
 from benchmarks.common import RESULTS_DIR
@@ -399,10 +400,12 @@ def _scored(
 ) -> dict[str, Any]:
     scored: dict[str, dict[int, dict[str, float]]] = {}
     tasks: dict[str, Any] = {}
+    known_by_task: dict[str, list[LengthTruth]] = {}
     for task in [*DEV_TASKS, *HELD_OUT_TASKS]:
         known = truths(quality, budget, task, scoring)
         if len(known) < len(bc.LENGTH_FACTORS):
             continue  # a task counts once every length is known
+        known_by_task[task] = known
         if task not in picks:
             picks[task] = task_picks(quality, budget, task)
         found = picks[task]
@@ -450,6 +453,12 @@ def _scored(
     }  # fmt: skip
     part["regrets"] = {task: {str(f): r for f, r in by.items()} for task, by in scored.items()}
     part["one_cycle"] = _one_cycle(quality, budget, scoring, picks)
+    if scoring == HEADLINE_SCORING and dev and held:
+        facts = {
+            task: budget_variants.task_facts(quality, budget, task, picks[task].lowest)
+            for task in known_by_task
+        }
+        part["variants"] = budget_variants.study(known_by_task, facts, dev, held)
     return part
 
 
