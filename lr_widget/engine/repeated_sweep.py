@@ -81,7 +81,7 @@ class RepeatedSweep:
     >>> sweep = RepeatedSweep(model, loader, repeats=3, num_steps=12)
     >>> done = []
     >>> result = sweep.run(on_run_done=lambda partial: done.append(len(partial.runs)))
-    >>> done, result.count.tolist() == [3] * 12
+    >>> done, result.smoothed_band().count.tolist() == [3] * 12
     ([1, 2, 3], True)
     """
 

@@ -4,8 +4,8 @@ matplotlib is optional (``pip install matplotlib``, or the ``plot`` extra) and i
 when a picture is drawn. The picture uses the widget's colours, markers, log ticks and y range
 (:mod:`lr_widget.plotting.style`, :mod:`lr_widget.curves.axes`): one run draws its raw loss faintly,
 the live view's EMA dashed and the lag-free fit the suggestions read in bold (of the validation loss
-when it was measured), several runs their median in the band of their spread with the fit of the
-median raw loss. The default suggestion is *the* answer, as in the widget: a large marker labelled
+when it was measured), several runs the median of their lag-free fits in bold, in the band of the
+fits' spread. The default suggestion is *the* answer, as in the widget: a large marker labelled
 "suggested 3.1e-03" on the plot; the other rules are marked only with ``all_rules=True``. The
 legend sits outside the plot area, to its right, never over the data.
 """
@@ -28,7 +28,9 @@ from lr_widget.plotting.style import (
     LOSS_COLOR,
     RAW_COLOR,
     RAW_OPACITY,
+    SMOOTHED_MEDIAN_LABEL,
     VAL_COLOR,
+    median_fit_label,
     rule_style,
 )
 from lr_widget.suggestions.registry import DEFAULT_RULE
@@ -119,19 +121,20 @@ def _draw_curves(ax: Axes, result: SweepResult) -> list[tuple[float, float] | No
             )  # fmt: skip
             return ranges[1:]  # the suggestions read the validation curve: fit to it
         return ranges
-    band = result.band()
+    band = result.band()  # of the runs' lag-free fits: the curves the rules read
     finite = np.isfinite(band.median) & np.isfinite(band.low) & np.isfinite(band.high)
     lrs = band.lrs[finite]
     ax.fill_between(
         lrs, band.low[finite], band.high[finite], color=BAND_COLOR, alpha=BAND_OPACITY,
         linewidth=0, label=f"spread of {len(result.runs)} runs",
     )  # fmt: skip
-    ax.plot(lrs, band.median[finite], color=BAND_COLOR, linewidth=1.5, alpha=EMA_OPACITY,
-            linestyle="--", label="median of runs")  # fmt: skip
-    fit = result.lag_free_curve
-    ax.plot(band.lrs, nan_for_inf(fit), color=BAND_COLOR, linewidth=2, label=FIT_LABEL)
+    smoothed_lrs, smoothed = result.shown_curve()
+    ax.plot(smoothed_lrs, nan_for_inf(smoothed), color=BAND_COLOR, linewidth=1.5,
+            alpha=EMA_OPACITY, linestyle="--", label=SMOOTHED_MEDIAN_LABEL)  # fmt: skip
+    ax.plot(band.lrs, nan_for_inf(band.median), color=BAND_COLOR, linewidth=2,
+            label=median_fit_label(len(result.runs)))  # fmt: skip
     # The bold fit runs ahead of the lagging EMA: the range is the fit's, as for a single run.
-    return [robust_y_range(fit, np.concatenate([band.low, band.high]))]
+    return [robust_y_range(band.median, np.concatenate([band.low, band.high]))]
 
 
 def _line_pair(

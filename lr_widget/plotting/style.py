@@ -17,6 +17,16 @@ RANGE_COLOR = "#fdd835"
 SELECTION_COLOR = "#000000"
 EMA_OPACITY = 0.55  # the live view's EMA once the lag-free fit is drawn over it
 FIT_LABEL = "lag-free fit (rules read it)"
+SMOOTHED_MEDIAN_LABEL = "loss (smoothed), median of runs"
+
+
+def median_fit_label(runs: int) -> str:
+    """The legend label of repeated runs' bold curve, the median of their lag-free fits.
+
+    >>> median_fit_label(5)
+    'lag-free fit, median of 5 runs (rules read it)'
+    """
+    return f"lag-free fit, median of {runs} run{'' if runs == 1 else 's'} (rules read it)"
 
 
 @dataclass(frozen=True)

@@ -80,7 +80,8 @@ class SweepResult(SuggestionSource, JsonDocument, ABC):
 
         @property
         def lag_free_curve(self) -> FloatArray:
-            """The zero-phase fit of :attr:`raw_curve` that every rule reads."""
+            """The zero-phase fit of :attr:`raw_curve` that every rule reads (a repeated
+            result's: the per-step median of its runs' fits, the centre of :meth:`band`)."""
 
     @abstractmethod
     def with_beta(self, beta: float) -> Self:
@@ -97,7 +98,8 @@ class SweepResult(SuggestionSource, JsonDocument, ABC):
 
     @abstractmethod
     def band(self) -> NoiseBand:
-        """The noise band of the runs' curves (zero width for a single run)."""
+        """The noise band of the curves the rules read, the runs' lag-free fits (zero width for
+        a single run): what a plot draws in bold, and what :meth:`real_bumps` judges."""
 
     def spreads(self, train_steps: int | None = None) -> dict[str, SuggestionSpread]:
         """Each rule's picks across the runs, by rule (the default's for ``train_steps``, else
@@ -105,15 +107,14 @@ class SweepResult(SuggestionSource, JsonDocument, ABC):
         return {}
 
     def real_bumps(self) -> list[Bump]:
-        """The rises of the median curve larger than the noise; none for a single run."""
+        """The rises of the median fit larger than the noise; none for a single run."""
         return []
 
+    @abstractmethod
     def shown_curve(self) -> tuple[FloatArray, FloatArray]:
         """``(lrs, smoothed loss)``: the moving-average curve of the live view (a single run's
         smoothed loss, a repeated result's median of them). The rules do not read it: they
         read :attr:`lag_free_curve`, which a finished plot draws in bold over it."""
-        band = self.band()
-        return band.lrs, band.median
 
     @property
     def is_repeated(self) -> bool:

@@ -225,8 +225,9 @@ class RangeTestResult(SweepResult):
         return [self]
 
     def band(self) -> NoiseBand:
-        """The curve as a band of zero width (``count`` 1)."""
-        return NoiseBand.from_curves(self.lrs, [self.curve])
+        """:attr:`lag_free_curve`, the curve the rules read, as a band of zero width (``count``
+        1 up to the blow-up, where the fit ends)."""
+        return NoiseBand.from_curves(self.lrs, [self.lag_free_curve])
 
     def shown_curve(self) -> tuple[FloatArray, FloatArray]:
         """``(lrs, smoothed loss)``: the recorded LRs and :attr:`curve`, the moving average of

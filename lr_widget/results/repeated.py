@@ -5,12 +5,14 @@ or noise. :class:`RepeatedRangeTest` holds several runs of one range test on one
 (made by :class:`~lr_widget.engine.repeated_sweep.RepeatedSweep`) and derives everything else on
 demand:
 
-* :meth:`~RepeatedRangeTest.band`: per step, the median, minimum and maximum of the runs' smoothed
-  curves, over the runs that reached that step (runs that diverge early simply stop counting);
+* :meth:`~RepeatedRangeTest.band`: per step, the median, minimum and maximum of the runs' lag-free
+  fits (the curves their rules read), over the runs whose fit reaches that step (each fit ends at
+  its run's blow-up); :meth:`~RepeatedRangeTest.smoothed_band` is the same of the live view's
+  moving averages;
 * :meth:`~RepeatedRangeTest.spread`: each rule's per-run picks, their geometric median and range;
 * :attr:`~RepeatedRangeTest.suggestion`: a robust default, the geometric median of the runs' picks;
 * :meth:`~RepeatedRangeTest.bumps` and :meth:`~RepeatedRangeTest.bump_between`: whether a rise of
-  the median curve is larger than the noise there (:class:`~lr_widget.results.spread.Bump`).
+  the median fit is larger than the band there (:class:`~lr_widget.results.spread.Bump`).
 
 It is a :class:`~lr_widget.results.protocol.SweepResult`, like a single run, and saves to strict
 JSON that composes :meth:`RangeTestResult.to_dict` of every run; loading parses JSON only and never
@@ -30,7 +32,6 @@ from numpy.typing import NDArray
 from typing_extensions import Self
 
 from lr_widget.curves.axes import nearest_index
-from lr_widget.curves.smoothing import LAG_FREE_WIDTH, lag_free
 from lr_widget.results.confirmation import Confirmation
 from lr_widget.results.jsonfile import DocumentError
 from lr_widget.results.protocol import SweepResult, write_csv
@@ -42,6 +43,7 @@ from lr_widget.results.range_test import (
 )
 from lr_widget.results.settings import SweepSettings
 from lr_widget.results.spread import (
+    MIN_RUNS_TO_JUDGE,
     Bump,
     NoiseBand,
     SuggestionSpread,
@@ -78,8 +80,10 @@ class RepeatedRangeTest(SweepResult):
     >>> a = RangeTestResult(lrs=[1e-3, 1e-2, 1e-1], losses=[1.0, 0.8, 2.0], beta=0.0)
     >>> b = RangeTestResult(lrs=[1e-3, 1e-2], losses=[1.2, 0.6], beta=0.0)
     >>> repeated = RepeatedRangeTest([a, b])
-    >>> repeated.high.tolist()
+    >>> repeated.smoothed_band().high.tolist()  # beta=0: the smoothed curves are the raw losses
     [1.2, 0.8, 2.0]
+    >>> repeated.count.tolist()  # runs whose lag-free fit reaches each step
+    [2, 2, 1]
     >>> RepeatedRangeTest.from_json(repeated.to_json()).to_dict() == repeated.to_dict()
     True
     """
@@ -112,27 +116,49 @@ class RepeatedRangeTest(SweepResult):
         return np.asarray([] if longest is None else longest.lrs, dtype=np.float64)
 
     def band(self) -> NoiseBand:
-        """The noise band of the runs' smoothed curves (one call gives consistent arrays)."""
+        """The noise band of the curves the rules read: per step, the median, lowest and highest
+        of the runs' lag-free fits (:attr:`RangeTestResult.lag_free_curve`), over the runs whose
+        fit reaches the step (each ends at its run's blow-up). Where fewer than half the runs'
+        fits reach a step, the band is NaN there: the median of the last survivors is no median
+        of the runs (``count`` still says how many reach it). One call gives consistent arrays.
+        Its median is :attr:`lag_free_curve`, the bold curve of the plots; its rises are judged
+        by :meth:`bumps`."""
+        band = NoiseBand.from_curves(self.lrs, [run.lag_free_curve for run in self.runs])
+        few = band.count < (len(self.runs) + 1) // 2
+        if not few.any():
+            return band
+        median, low, high = (np.where(few, np.nan, v) for v in (band.median, band.low, band.high))
+        return replace(band, median=median, low=low, high=high)
+
+    def smoothed_band(self) -> NoiseBand:
+        """The same band of the runs' moving averages (:attr:`RangeTestResult.curve`): the live
+        view's curves, which lag the raw loss; the rules do not read them."""
         return NoiseBand.from_curves(self.lrs, [run.curve for run in self.runs])
+
+    def shown_curve(self) -> tuple[FloatArray, FloatArray]:
+        """``(lrs, median of the runs' moving averages)``: the live view's curve (the rules
+        read :attr:`lag_free_curve`, which a finished plot draws in bold)."""
+        band = self.smoothed_band()
+        return band.lrs, band.median
 
     @property
     def median(self) -> FloatArray:
-        """Per-step median of the runs' smoothed curves."""
+        """Per-step median of the runs' lag-free fits (:meth:`band`)."""
         return self.band().median
 
     @property
     def low(self) -> FloatArray:
-        """Per-step minimum of the runs' smoothed curves (the band's lower edge)."""
+        """Per-step minimum of the runs' lag-free fits (the band's lower edge)."""
         return self.band().low
 
     @property
     def high(self) -> FloatArray:
-        """Per-step maximum of the runs' smoothed curves (the band's upper edge)."""
+        """Per-step maximum of the runs' lag-free fits (the band's upper edge)."""
         return self.band().high
 
     @property
     def count(self) -> IntArray:
-        """Runs contributing at each step."""
+        """Runs whose fit reaches each step."""
         return self.band().count
 
     @property
@@ -143,11 +169,12 @@ class RepeatedRangeTest(SweepResult):
 
     @property
     def lag_free_curve(self) -> FloatArray:
-        """:func:`~lr_widget.curves.smoothing.lag_free` of :attr:`raw_curve`: the curve
-        :meth:`median_curve_suggestion` reads, as each run's suggestions read its own."""
+        """The per-step median of the runs' lag-free fits, the centre of :meth:`band`: the bold
+        curve of the plots, where the robust picks are marked, and the curve
+        :meth:`median_curve_suggestion` reads (each run's rules read the run's own fit)."""
         if not self.runs:
             return np.empty(0)
-        return lag_free(self.lrs, self.raw_curve, LAG_FREE_WIDTH)
+        return self.band().median
 
     @property
     def band_width(self) -> FloatArray:
@@ -156,7 +183,7 @@ class RepeatedRangeTest(SweepResult):
 
     def with_beta(self, beta: float) -> Self:
         """A copy with every run re-smoothed with ``beta`` (no new sweeps; this one is
-        unchanged)."""
+        unchanged): the moving averages change, the fits and their band do not."""
         return replace(self.copy(), runs=[run.with_beta(beta) for run in self.runs])
 
     def with_train_steps(self, train_steps: int | None) -> Self:
@@ -213,7 +240,7 @@ class RepeatedRangeTest(SweepResult):
         return runs + (f" ({how})" if how else "")
 
     def real_bumps(self) -> list[Bump]:
-        """The rises of the median curve that are larger than the noise
+        """The rises of the median fit that are larger than the noise
         (:attr:`Bump.significant`); none when the band is degenerate."""
         if not self.runs:
             return []
@@ -239,7 +266,7 @@ class RepeatedRangeTest(SweepResult):
     def suggest(self, rule: str = DEFAULT_RULE, train_steps: int | None = None) -> Suggestion:
         """The robust pick of ``rule``: the geometric median of the runs' picks, marked at the
         grid LR nearest to it on :attr:`lag_free_curve`, the bold curve of the plots (on the
-        median smoothed curve past the fit's end).
+        median moving average past the end of every fit).
 
         Why the median of the picks rather than the rule applied to the median curve: each pick
         is the rule reading the kind of curve it was designed for (one real sweep); the median of
@@ -258,18 +285,18 @@ class RepeatedRangeTest(SweepResult):
             first = spread.suggestions[0].reason if spread.suggestions else "no runs"
             reason = f"no run gave an answer ({len(self.runs)} runs; the first: {first})"
             return Suggestion(rule, None, None, None, reason)
-        band = self.band()
-        index = nearest_index(band.lrs, lr)
+        fit = self.band().median  # the bold curve: the pick is marked on it where it is defined
+        index = nearest_index(self.lrs, lr)
         reason = f"{flat_note}median of the runs' picks: {spread.describe()}"
-        fit = self.lag_free_curve  # the bold curve: the pick is marked on it where it is defined
-        loss = fit[index] if index < fit.size and np.isfinite(fit[index]) else band.median[index]
-        return Suggestion(rule, lr, index, float(loss), reason)
+        if index >= fit.size or not np.isfinite(fit[index]):
+            fit = self.smoothed_band().median
+        return Suggestion(rule, lr, index, float(fit[index]), reason)
 
     def median_curve_suggestion(
         self, rule: str = DEFAULT_RULE, train_steps: int | None = None
     ) -> Suggestion:
-        """``rule`` applied to the lag-free fit of the median raw curve instead (for comparison
-        with :meth:`suggest`): the same curve, read the same way, as a single run's."""
+        """``rule`` applied to :attr:`lag_free_curve`, the median of the runs' fits, instead
+        (for comparison with :meth:`suggest`)."""
         lrs, steps = self.lrs, self._length(train_steps)
         if not lrs.size:
             return self.suggest(rule, steps)
@@ -277,9 +304,9 @@ class RepeatedRangeTest(SweepResult):
 
     # -- is that bump real? -----------------------------------------------------------------
     def bump_between(self, lr_low: float, lr_high: float) -> Bump | None:
-        """The largest rise of the median curve between two LRs (either order), judged against
-        the band; ``None`` if the median never rises there."""
-        band = self.band()
+        """The largest rise of the median fit between two LRs (either order), judged against
+        the band of the fits; ``None`` if the median never rises there."""
+        band = self._judged_band()
         low, high = sorted((float(lr_low), float(lr_high)))
         inside = np.flatnonzero((band.lrs >= low) & (band.lrs <= high))
         if inside.size < 2:
@@ -288,15 +315,23 @@ class RepeatedRangeTest(SweepResult):
         return None if pair is None else self._bump(band, *pair)
 
     def bumps(self) -> list[Bump]:
-        """Every rise of the median curve, left to right, each judged against the band; keep
+        """Every rise of the median fit, left to right, each judged against the band; keep
         ``[b for b in result.bumps() if b.significant]`` for the real ones."""
-        band = self.band()
+        band = self._judged_band()
         found = []
         for first, last in rising_stretches(band):
             pair = largest_rise(band.median, first, last)
             if pair is not None:
                 found.append(self._bump(band, *pair))
         return found
+
+    def _judged_band(self) -> NoiseBand:
+        """:meth:`band` with its median left out where fewer fits than a rise needs to be judged
+        remain (:data:`MIN_RUNS_TO_JUDGE`, or every run when there are fewer): past the first
+        blow-ups the median is of the survivors only, and a rise to it says nothing."""
+        band = self.band()
+        needed = min(MIN_RUNS_TO_JUDGE, len(self.runs))
+        return replace(band, median=np.where(band.count >= needed, band.median, np.nan))
 
     def _bump(self, band: NoiseBand, foot: int, peak: int) -> Bump:
         both = np.isfinite(band.curves[:, foot]) & np.isfinite(band.curves[:, peak])
@@ -339,8 +374,9 @@ class RepeatedRangeTest(SweepResult):
         return cls(loaded, seeds, repeats, confirmation)
 
     def to_csv(self, path: str | os.PathLike[str]) -> Path:
-        """One row per step: lr, the band's median, low and high, how many runs reached the
-        step, then each run's smoothed curve (``run_0``, ``run_1``...; empty past its end)."""
+        """One row per step: lr, the band's median, low and high (of the runs' lag-free fits),
+        how many fits reach the step, then each run's fit (``run_0``, ``run_1``...; empty past
+        its end)."""
         band = self.band()
         columns: dict[str, Sequence[float]] = {
             "lr": band.lrs.tolist(),
@@ -349,7 +385,9 @@ class RepeatedRangeTest(SweepResult):
             "high": band.high.tolist(),
             "runs": band.count.tolist(),
         }
-        columns.update((f"run_{index}", run.curve.tolist()) for index, run in enumerate(self.runs))
+        columns.update(
+            (f"run_{index}", run.lag_free_curve.tolist()) for index, run in enumerate(self.runs)
+        )
         return write_csv(path, columns)
 
     # -- display ----------------------------------------------------------------------------
@@ -369,7 +407,7 @@ class RepeatedRangeTest(SweepResult):
         lines.append(f"   robust pick: {self.suggestion}")
         lines.extend(f"   {bump.describe()}" for bump in real)
         if not real:
-            lines.append("   no rise of the median curve is larger than the band around it")
+            lines.append("   no rise of the median fit is larger than the band around it")
         return "\n".join(lines)
 
     def __repr__(self) -> str:

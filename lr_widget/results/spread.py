@@ -1,5 +1,5 @@
 """Spread across repeated runs: the noise band of their curves, the spread of their suggestions,
-and whether a rise of the median curve is larger than the noise.
+and whether a rise of the median curve (of the runs' lag-free fits) is larger than the noise.
 
 Pure numpy on arrays and :class:`~lr_widget.suggestions.Suggestion` objects; the runs themselves
 live in :class:`lr_widget.results.repeated.RepeatedRangeTest`, which builds these.

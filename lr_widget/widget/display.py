@@ -19,7 +19,7 @@ from lr_widget.results.protocol import SweepResult
 from lr_widget.results.range_test import RangeTestResult, StopReason
 from lr_widget.suggestions.registry import DEFAULT_RULE
 from lr_widget.widget.controls import Controls, format_seconds
-from lr_widget.widget.curves import Curves, LiveCurves
+from lr_widget.widget.curves import Curves, LiveCurves, fit_where_defined
 from lr_widget.widget.plot import LossPlot
 from lr_widget.widget.session import MainCurve, Shown, SweepSession
 from lr_widget.widget.support import x_range
@@ -83,7 +83,8 @@ class SweepDisplay:
         if not partial.is_repeated:
             return
         shown = partial.with_beta(beta)
-        self.plot.draw_band(shown.band(), shown.real_bumps(), len(shown.runs))
+        band = shown.band()
+        self.plot.draw_band(band, shown.real_bumps(), len(shown.runs), shown.shown_curve())
 
     def sweep_finished(
         self, result: SweepResult | None, error: BaseException | None, seconds: float
@@ -95,19 +96,19 @@ class SweepDisplay:
 
     # -- main thread ------------------------------------------------------------------------
     def show_result(self, shown: Shown, *, redraw: bool = True) -> None:
-        """Draw ``shown`` as the main curve (a band and its median for repeated runs; a
-        repeated result without a finished run leaves the live run's curve as it is), the
-        lag-free fit its rules read, and its suggestions. ``redraw=False`` keeps single-run
-        curves already drawn with its beta and only adds the fit (the end of a sweep)."""
+        """Draw ``shown`` as the main curve (for repeated runs the band of their lag-free fits,
+        its median in bold; a repeated result without a finished run leaves the live run's
+        curve as it is), the lag-free fit its rules read, and its suggestions. ``redraw=False``
+        keeps single-run curves already drawn with its beta and only adds the fit (the end of a
+        sweep)."""
         result = shown.result
         if result.is_repeated:
             if result.runs:
-                band = result.band()
+                band, (lrs, smoothed) = result.band(), result.shown_curve()
                 self.plot.clear_curves()
-                self.plot.draw_band(band, shown.bumps, len(result.runs))
-                self.plot.draw_fit(
-                    Curves(band.lrs, band.median, band.median, fitted=result.lag_free_curve)
-                )
+                self.plot.draw_band(band, shown.bumps, len(result.runs), (lrs, smoothed))
+                # hover points on the bold median fit, on the smoothed median past its end
+                self.plot.draw_points(lrs, fit_where_defined(band.median, smoothed))
         elif redraw or self._drawn_beta != result.beta:
             self.plot.draw_band(None)
             self.plot.draw_curves(Curves.of(result.runs[0], result.beta, fitted=True))
@@ -183,11 +184,12 @@ class SweepDisplay:
         self.show_selection(lr, session.shown_curve())
 
     def draw_kept(self, session: SweepSession) -> None:
-        """The kept results (all but the primary one, drawn as the main curve), smoothed like
-        it; when no sweep runs, the x range fits them all."""
-        beta, primary = session.beta, session.loaded
+        """The kept results (all but the primary one, drawn as the main curve), each as the
+        curve its rules read (a repeated one's median fit in a faint band); when no sweep runs,
+        the x range fits them all."""
+        primary = session.loaded
         bands = {
-            label: result.with_beta(beta).band()
+            label: result.band()
             for label, result in session.comparison.items()
             if result is not primary
         }

@@ -27,7 +27,16 @@ from lr_widget.curves.axes import (
     robust_y_range,
     union_of_ranges,
 )
-from lr_widget.plotting.style import BAND_OPACITY, BUMP_COLOR, CURVATURE_COLOR, RANGE_COLOR
+from lr_widget.plotting.style import (
+    BAND_OPACITY,
+    BUMP_COLOR,
+    CURVATURE_COLOR,
+    EMA_OPACITY,
+    FIT_LABEL,
+    RANGE_COLOR,
+    SMOOTHED_MEDIAN_LABEL,
+    median_fit_label,
+)
 from lr_widget.results.curvature import CurvatureEstimate
 from lr_widget.results.spread import Bump, NoiseBand, SuggestionSpread
 from lr_widget.suggestions.curve import Suggestion
@@ -116,7 +125,9 @@ def _set_band(mark: Any, lrs: FloatArray, low: FloatArray, high: FloatArray) -> 
 
 
 class NoiseBandMarks:
-    """The spread of repeated runs: the shaded band, its median, and each real rise marked.
+    """The spread of repeated runs: the shaded band of their lag-free fits, its median (the bold
+    curve the rules read), the median of their moving averages faded under it (it lags, and it
+    goes on past the fits' end at the blow-up), and each real rise marked.
 
     A rise of the median counts as real when :attr:`lr_widget.results.spread.Bump.significant` says
     so (the band at its peak lies wholly above the band at its foot): it gets a triangle at the peak
@@ -130,8 +141,20 @@ class NoiseBandMarks:
             y=np.zeros(0),
             scales=scales,
             colors=[color],
+            stroke_width=2.5,
+            labels=[FIT_LABEL],
+            display_legend=False,
+            visible=False,
+        )
+        self.smoothed = bqplot.Lines(
+            x=np.zeros(0),
+            y=np.zeros(0),
+            scales=scales,
+            colors=[color],
             stroke_width=2,
-            labels=["median of runs"],
+            opacities=[EMA_OPACITY],
+            line_style="dashed",
+            labels=[SMOOTHED_MEDIAN_LABEL],
             display_legend=False,
             visible=False,
         )
@@ -163,10 +186,17 @@ class NoiseBandMarks:
         self.label_prefix = ""  # names the result in the legend (a comparison's label)
         self._hidden = True  # every mark empty and invisible, as built
 
-    def draw(self, band: NoiseBand | None, bumps: Sequence[Bump] = (), runs: int = 0) -> None:
-        """Draw ``band`` (``None`` hides it) of ``runs`` runs, marking the significant bumps."""
+    def draw(
+        self,
+        band: NoiseBand | None,
+        bumps: Sequence[Bump] = (),
+        runs: int = 0,
+        smoothed: tuple[ArrayLike, ArrayLike] | None = None,
+    ) -> None:
+        """Draw ``band`` (``None`` hides it) of ``runs`` runs, marking the significant bumps;
+        ``smoothed`` is ``(lrs, median of the runs' moving averages)``, drawn faded."""
         if band is None and self._hidden:
-            return  # each sweep hides it at its start: skip rebuilding four empty marks
+            return  # each sweep hides it at its start: skip rebuilding five empty marks
         self._hidden = band is None
         if band is None:
             lrs = median = low = high = np.zeros(0)
@@ -176,9 +206,16 @@ class NoiseBandMarks:
         with self.median.hold_sync():
             set_line(self.median, lrs, median)
             if lrs.size:  # a hidden band keeps its last label: no legend churn
-                plural = "" if runs == 1 else "s"
-                self.median.labels = [f"{self.label_prefix}median of {runs} run{plural}"]
+                self.median.labels = [f"{self.label_prefix}{median_fit_label(runs)}"]
             self.median.visible = bool(lrs.size)
+        nothing = (np.zeros(0), np.zeros(0))
+        smoothed_x, smoothed_y = nothing if smoothed is None or not lrs.size else smoothed
+        with self.smoothed.hold_sync():
+            set_line(self.smoothed, smoothed_x, smoothed_y)
+            shown = len(self.smoothed.x) > 0
+            if shown:
+                self.smoothed.labels = [f"{self.label_prefix}{SMOOTHED_MEDIAN_LABEL}"]
+            self.smoothed.visible = shown
         real = [bump for bump in bumps if bump.significant]
         peaks_x = np.array([bump.peak_lr for bump in real], dtype=np.float64)
         peaks_y = np.array([_median_at(band, bump.peak_index) for bump in real], dtype=np.float64)
@@ -197,8 +234,8 @@ class NoiseBandMarks:
         return [self.fill]
 
     def marks_above(self) -> list[Any]:
-        """The median and the bump markers (above the band)."""
-        return [self.median, self.bump_points, self.bump_labels]
+        """The faded moving average, the median fit and the bump markers (above the band)."""
+        return [self.smoothed, self.median, self.bump_points, self.bump_labels]
 
 
 def _median_at(band: NoiseBand | None, index: int) -> float:

@@ -21,7 +21,7 @@ from typing import Any
 
 import ipywidgets
 import numpy as np
-from numpy.typing import NDArray
+from numpy.typing import ArrayLike, NDArray
 
 from lr_widget.curves.axes import YRange, decade_ticks, robust_y_range, union_of_ranges
 from lr_widget.plotting.style import (
@@ -403,9 +403,16 @@ class LossPlot:
         """The lines of a single run: raw and smoothed loss (and validation loss), the fit."""
         return (self.raw_line, self.loss_line, self.raw_val_line, self.val_line, self.fit_line)
 
-    def draw_band(self, band: NoiseBand | None, bumps: Sequence[Bump] = (), runs: int = 0) -> None:
-        """Draw the noise band of ``runs`` repeated runs (``None`` hides it) and refit y."""
-        self.band.draw(band, bumps, runs)
+    def draw_band(
+        self,
+        band: NoiseBand | None,
+        bumps: Sequence[Bump] = (),
+        runs: int = 0,
+        smoothed: tuple[ArrayLike, ArrayLike] | None = None,
+    ) -> None:
+        """Draw the noise band of ``runs`` repeated runs' fits (``None`` hides it) with the
+        median of their moving averages (``smoothed``: ``(lrs, values)``) faded, and refit y."""
+        self.band.draw(band, bumps, runs, smoothed)
         self._y_ranges["band"] = self.band.y_range
         self._fit_y()
         self._redraw_legend()
@@ -419,7 +426,7 @@ class LossPlot:
         read (the fit) and the default suggestion in bold."""
         lines = (
             self.raw_line, self.loss_line, self.raw_val_line, self.val_line, self.fit_line,
-            self.band.median, *self.kept.marks_above(), self.curvature.line,
+            self.band.smoothed, self.band.median, *self.kept.marks_above(), self.curvature.line,
         )  # fmt: skip
         entries = [
             LegendEntry(

@@ -79,8 +79,9 @@ class LRWidget(ipywidgets.VBox):
         A result to show before any sweep (:meth:`from_result` uses it, without a model).
     repeats, seed
         Sweep ``repeats`` times (:class:`~lr_widget.engine.repeated_sweep.RepeatedSweep`, run ``i``
-        seeded ``seed + i``; give a shuffling DataLoader): the median curve in the band of the runs,
-        :attr:`result` a :class:`~lr_widget.RepeatedRangeTest`, robust picks, "real rise" marks.
+        seeded ``seed + i``; give a shuffling DataLoader): the median of the runs' lag-free fits
+        in the band of their spread, :attr:`result` a :class:`~lr_widget.RepeatedRangeTest`,
+        robust picks, "real rise" marks.
     curvature
         ``True`` or a dict of :func:`~lr_widget.estimate_curvature` options: estimate the
         sharpness of the starting weights before the first sweep (in the sweep thread) and draw

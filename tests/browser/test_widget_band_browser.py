@@ -11,12 +11,15 @@ if none has run, so each also passes alone (``-k``).
 from __future__ import annotations
 
 import math
+import os
 import re
 from collections.abc import Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from lr_widget.plotting.style import SMOOTHED_MEDIAN_LABEL, median_fit_label
 from lr_widget.suggestions.registry import DEFAULT_RULE
 from lr_widget.widget.controls import RANGE_BUTTON, SPREAD_CLASS, STATUS_CLASS
 from lr_widget.widget.overlays import KEPT_PALETTE
@@ -112,7 +115,7 @@ def _finished_sweep(notebook: NotebookPage) -> None:
     )
 
 
-def test_the_band_and_a_kept_run_render(notebook: NotebookPage) -> None:
+def test_the_band_and_a_kept_run_render(notebook: NotebookPage, tmp_path: Path) -> None:
     _finished_sweep(notebook)
     runs = notebook.kernel_eval("len(w.result.runs)")
     assert runs == REPEATS
@@ -124,8 +127,14 @@ def test_the_band_and_a_kept_run_render(notebook: NotebookPage) -> None:
         ),
         "the band drawn as a filled path",
     )
-    median = f"median of {REPEATS} runs"
-    notebook.wait(lambda: median in notebook.page.evaluate(_LEGEND_JS, ROOT), repr(median))
+    # the bold curve is the median of the runs' fits, the faded one the median moving average
+    entries = (median_fit_label(REPEATS), SMOOTHED_MEDIAN_LABEL)
+    notebook.wait(
+        lambda: set(entries) <= set(notebook.page.evaluate(_LEGEND_JS, ROOT)), repr(entries)
+    )
+    folder = Path(os.environ.get("LR_WIDGET_BROWSER_SHOTS", tmp_path))
+    folder.mkdir(parents=True, exist_ok=True)
+    notebook.page.locator(ROOT).screenshot(path=str(folder / "repeated-widget.png"))
     spread = notebook.kernel_eval(f"w.spreads[{DEFAULT_RULE!r}].describe()")
     spread_line = notebook.page.locator(f"{ROOT} .{SPREAD_CLASS}")
     try:
@@ -138,10 +147,11 @@ def test_the_band_and_a_kept_run_render(notebook: NotebookPage) -> None:
         lambda: (notebook.kernel_eval("w.comparison.labels") or [None])[-1], "a kept result"
     )
     kept_stroke = _rgb(KEPT_PALETTE[len(notebook.kernel_eval("w.comparison.labels")) - 1])
-    grid = notebook.kernel_eval("len(w.result.lrs)")
+    # kept: the curve its rules read, the median fit, which ends where the last fit does
+    fitted = notebook.kernel_eval("int(__import__('numpy').isfinite(w.result.median).sum())")
     notebook.wait(
         lambda: any(
-            line["stroke"] == kept_stroke and line["points"] == grid
+            line["stroke"] == kept_stroke and line["points"] == fitted
             for line in notebook.page.evaluate(_LINES_JS, ROOT)
         ),
         "the kept run's line",

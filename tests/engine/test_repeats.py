@@ -60,20 +60,27 @@ def synthetic_runs() -> list[RangeTestResult]:
     return runs
 
 
-def by_hand(runs: list[RangeTestResult], step: int) -> list[float]:
-    """The curve values at ``step`` of the runs that reached it with a finite value."""
-    values = [float(run.curve[step]) for run in runs if run.num_steps > step]
+def by_hand(runs: list[RangeTestResult], step: int, smoothed: bool = False) -> list[float]:
+    """The lag-free fits' values at ``step`` (the moving averages' with ``smoothed``) of the runs
+    that reached it with a finite value."""
+    curves = [run.curve if smoothed else run.lag_free_curve for run in runs]
+    reached = [curve for run, curve in zip(runs, curves, strict=True) if run.num_steps > step]
+    values = [float(curve[step]) for curve in reached]
     return [value for value in values if math.isfinite(value)]
 
 
 # -- the band -----------------------------------------------------------------------------------
 def assert_band_is_the_spread_of_the_runs(result: RepeatedRangeTest) -> None:
-    band = result.band()
+    for smoothed, band in ((False, result.band()), (True, result.smoothed_band())):
+        assert_band_is_the_spread(result, band, smoothed)
+
+
+def assert_band_is_the_spread(result: RepeatedRangeTest, band: NoiseBand, smoothed: bool) -> None:
     assert band.lrs.tolist() == max(result.runs, key=lambda run: run.num_steps).lrs
     for step in range(band.lrs.size):
-        values = by_hand(result.runs, step)
+        values = by_hand(result.runs, step, smoothed)
         assert band.count[step] == len(values)
-        if not values:
+        if not values or (not smoothed and 2 * len(values) < len(result.runs)):
             assert math.isnan(band.median[step])
             continue
         assert band.median[step] == pytest.approx(statistics.median(values), rel=1e-12)
@@ -87,6 +94,24 @@ def test_band_is_the_per_step_spread_of_runs_of_different_lengths() -> None:
     assert_band_is_the_spread_of_the_runs(result)
     assert result.count.tolist() == [4] * 5 + [3] * 3 + [2] + [2] * 3  # run 1 ends in NaN
     assert result.low.tolist() == result.band().low.tolist()
+
+
+def test_the_band_ends_where_fewer_than_half_the_fits_remain() -> None:
+    """Past the first blow-ups the median of the last survivors is no median of the runs: the
+    band (and the bold curve, its median) stops where fewer than half the fits reach."""
+    lrs = np.logspace(-4, 0, 30).tolist()
+    runs = [
+        RangeTestResult(lrs=lrs[:length], losses=np.linspace(2.0, 1.0, 30)[:length].tolist())
+        for length in (30, 30, 25, 20, 15)
+    ]
+    result = RepeatedRangeTest(runs)
+    band = result.band()
+    assert band.count.tolist() == [5] * 15 + [4] * 5 + [3] * 5 + [2] * 5
+    assert np.isfinite(band.median[:25]).all()
+    assert np.isnan(band.median[25:]).all()
+    assert np.isnan(band.high[25:]).all()
+    np.testing.assert_array_equal(result.lag_free_curve, band.median)
+    assert np.isfinite(result.smoothed_band().median).all()  # the moving averages go on
 
 
 def test_band_of_a_real_repeated_sweep_is_the_spread_of_its_runs() -> None:
@@ -415,7 +440,7 @@ def test_a_bump_larger_than_the_band_is_real() -> None:
 
 
 def test_a_bump_within_the_band_is_noise() -> None:
-    result = bumpy_runs(height=0.05, noise=0.2)
+    result = bumpy_runs(height=0.5, noise=0.3)
     bump = result.bump_between(result.lrs[18], result.lrs[34])
     assert bump is not None
     assert not bump.significant
@@ -500,4 +525,6 @@ def test_with_beta_resmooths_every_run() -> None:
     result = RepeatedRangeTest(synthetic_runs())
     smoother = result.with_beta(0.9)
     assert [run.beta for run in smoother.runs] == [0.9] * 4
-    assert smoother.median.tolist() != result.median.tolist()
+    assert smoother.smoothed_band().median.tolist() != result.smoothed_band().median.tolist()
+    # the band is of the fits, which read the raw losses: the smoothing does not move it
+    assert np.array_equal(smoother.median, result.median, equal_nan=True)

@@ -28,7 +28,9 @@ from lr_widget.plotting.style import (
     FIT_LABEL,
     LOSS_COLOR,
     RAW_COLOR,
+    SMOOTHED_MEDIAN_LABEL,
     VAL_COLOR,
+    median_fit_label,
     rule_style,
 )
 from lr_widget.results.range_test import RangeTestResult
@@ -139,19 +141,21 @@ def test_the_validation_curve_is_drawn_and_fits_the_y_range() -> None:
     assert ax.get_ylim() == pytest.approx(robust_y_range(result.curve, val))
 
 
-def test_a_repeated_result_draws_its_band_and_median() -> None:
+def test_a_repeated_result_draws_the_band_of_its_fits_around_their_median() -> None:
     runs = [
         RangeTestResult(lrs=_result().lrs, losses=[v * scale for v in _result().losses], beta=0.9)
         for scale in (0.95, 1.0, 1.05)
     ]
     repeated = RepeatedRangeTest(runs)
     ax = repeated.plot(_axes())
-    band = repeated.band()
-    median = _line(ax, "median of runs")
-    np.testing.assert_allclose(median.get_ydata(), band.median)
-    assert to_hex(median.get_color()) == BAND_COLOR
-    fit = _line(ax, FIT_LABEL)
+    band = repeated.band()  # of the runs' lag-free fits, the curves the rules read
+    fit = _line(ax, median_fit_label(3))
+    np.testing.assert_allclose(fit.get_ydata(), band.median)
     np.testing.assert_allclose(fit.get_ydata(), repeated.lag_free_curve)
+    assert to_hex(fit.get_color()) == BAND_COLOR
+    smoothed = _line(ax, SMOOTHED_MEDIAN_LABEL)  # the lagging EMA, faded
+    np.testing.assert_allclose(smoothed.get_ydata(), repeated.smoothed_band().median)
+    assert (smoothed.get_alpha(), smoothed.get_linestyle()) == (EMA_OPACITY, "--")
     (fill,) = [c for c in ax.collections if isinstance(c, PolyCollection)]
     assert fill.get_label() == "spread of 3 runs"
     vertices = fill.get_paths()[0].vertices
@@ -178,7 +182,8 @@ def test_a_repeated_results_fit_is_in_view_and_its_pick_sits_on_it() -> None:
     ]
     repeated = RepeatedRangeTest(runs)
     fit = repeated.lag_free_curve
-    assert np.nanmin(fit) < np.nanmin(repeated.band().median) - 0.1  # the lag the test is about
+    lagging = repeated.smoothed_band().median
+    assert np.nanmin(fit) < np.nanmin(lagging) - 0.1  # the lag the test is about
     ax = repeated.plot(_axes())
     low, high = ax.get_ylim()
     assert low <= np.nanmin(fit) < high

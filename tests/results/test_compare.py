@@ -7,6 +7,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from lr_widget.results.compare import Comparison, ComparisonRow
@@ -136,7 +137,13 @@ def test_table_gives_each_labels_default_suggestion() -> None:
 def test_bands_draw_both_kinds_through_one_shape() -> None:
     comparison = Comparison([falling_run(scale=1.0), repeated()], labels=["one", "three"])
     bands = comparison.bands()
-    assert bands["one"].width.tolist() == [0.0] * 30
-    assert bands["one"].count.tolist() == [1] * 30
-    assert bands["three"].count.tolist() == [3] * 25 + [2] * 5
-    assert bands["three"].median.tolist() == repeated().median.tolist()
+    fitted = np.isfinite(falling_run(scale=1.0).lag_free_curve)  # the fit ends at the blow-up
+    assert bands["one"].width[fitted].tolist() == [0.0] * int(fitted.sum())
+    assert bands["one"].count.tolist() == fitted.astype(int).tolist()
+    np.testing.assert_array_equal(bands["one"].median, falling_run(scale=1.0).lag_free_curve)
+    fits = [run.lag_free_curve for run in repeated().runs]  # each ends at its run's blow-up
+    reached = [sum(step < fit.size and bool(np.isfinite(fit[step])) for fit in fits)
+               for step in range(30)]  # fmt: skip
+    assert bands["three"].count.tolist() == reached
+    assert reached[:25] == [3] * 25
+    np.testing.assert_array_equal(bands["three"].median, repeated().median)

@@ -57,8 +57,9 @@ def test_keep_draws_the_result_as_a_labelled_line_with_a_legend_entry(setup: Set
     assert line.labels == ["run 1"]
     assert "run 1" in w.plot.legend.labels
     assert line.colors == [KEPT_PALETTE[0]]
-    np.testing.assert_array_equal(drawn(line.x), first.lrs)
-    np.testing.assert_allclose(drawn(line.y), first.smoothed_losses)
+    fitted = np.isfinite(first.lag_free_curve)  # the curve its rules read, to the blow-up
+    np.testing.assert_array_equal(drawn(line.x), np.asarray(first.lrs)[fitted])
+    np.testing.assert_allclose(drawn(line.y), first.lag_free_curve[fitted])
     assert not w.plot.kept.fill_of("run 1").visible  # a single run: no band
     assert not w.controls.clear_button.disabled
 
@@ -69,14 +70,18 @@ def test_keep_draws_the_result_as_a_labelled_line_with_a_legend_entry(setup: Set
         w.keep("second look")
 
 
-def test_kept_lines_follow_the_smoothing_slider(setup: Setup) -> None:
+def test_kept_lines_are_the_fits_the_smoothing_slider_does_not_move(setup: Setup) -> None:
+    """A kept line is the curve its rules read, like the bold main curve: the slider re-smooths
+    the live view's moving average only."""
     w = setup.widget(ScriptedStep())
     w.run()
     result = w.wait()
     assert isinstance(result, RangeTestResult)
     w.keep("a")
+    before = drawn(w.plot.kept.line_of("a").y).copy()
     move(w.controls.beta, 0.3)
-    np.testing.assert_allclose(drawn(w.plot.kept.line_of("a").y), debiased_ema(result.losses, 0.3))
+    assert w.plot.loss_line.y.tolist() == pytest.approx(debiased_ema(result.losses, 0.3).tolist())
+    np.testing.assert_array_equal(drawn(w.plot.kept.line_of("a").y), before)
 
 
 def test_keep_takes_another_result_or_a_saved_file(setup: Setup, tmp_path: Path) -> None:

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from lr_widget.plotting.style import median_fit_label
 from lr_widget.results.range_test import RangeTestResult, StopReason
 from lr_widget.results.repeated import RepeatedRangeTest
 from lr_widget.suggestions.registry import DEFAULT_RULE
@@ -43,12 +44,22 @@ def test_the_drawn_band_is_the_per_step_spread_of_the_runs(setup: Setup) -> None
     np.testing.assert_array_equal(drawn(fill.x), band.lrs)
     np.testing.assert_array_equal(drawn(fill.y), np.vstack([band.low, band.high]))
     np.testing.assert_array_equal(drawn(median.y), band.median)
-    assert median.labels == [f"median of {REPEATS} runs"]
+    assert median.labels == [median_fit_label(REPEATS)]
     assert (band.high > band.low).any()  # the runs differ: the band has a width to check
-    # After the sweep the median is the curve: hover points on it, the single-run lines empty.
-    fit = main_curve(w.result.lag_free_curve, band.median)  # the fit of the median raw curve
+    # the band is of the curves the rules read, the runs' fits; the bold median is the curve
+    for run, curve in zip(result.runs, band.curves, strict=True):
+        np.testing.assert_array_equal(curve, run.lag_free_curve)
+    np.testing.assert_array_equal(result.lag_free_curve, band.median)
+    # the lagging moving averages' median is drawn faded under it
+    smoothed = w.plot.band.smoothed
+    assert smoothed.visible
+    assert smoothed.line_style == "dashed"
+    np.testing.assert_allclose(drawn(smoothed.y), result.smoothed_band().median)
+    # After the sweep the median fit is the curve: hover points on it, single-run lines empty.
+    fit = main_curve(band.median, result.smoothed_band().median)
     np.testing.assert_allclose(drawn(w.plot.hover_points.y), fit)
     assert drawn(w.plot.loss_line.y).size == 0
+    assert not w.plot.fit_line.visible  # the band's median is the one bold line
 
 
 def test_the_band_grows_as_runs_complete(setup: Setup) -> None:
@@ -66,7 +77,7 @@ def test_the_band_grows_as_runs_complete(setup: Setup) -> None:
     step.release()
     w.wait()
 
-    assert drawn_labels == ["median of 1 run", "median of 2 runs", f"median of {REPEATS} runs"]
+    assert drawn_labels == [median_fit_label(runs) for runs in (1, 2, REPEATS)]
     assert w.plot.band.runs == REPEATS
 
 
@@ -130,12 +141,12 @@ def test_each_suggestion_shows_its_spread_across_the_runs(setup: Setup) -> None:
 
 
 def _bumpy(rise: float, seed: int = 0) -> RepeatedRangeTest:
-    """Five runs of one curve with a rise of ``rise`` around 5e-4, plus small per-run noise."""
+    """Five runs of one curve that falls by 1e-3 and then rises by ``rise`` up to 3e-2 (a rise
+    wide enough for the lag-free fits to keep), plus small per-run noise."""
     lrs = np.logspace(-5, -1, 41)
     rng = np.random.default_rng(seed)
-    base = 2.0 - np.tanh(np.log10(lrs) + 3.0)
-    base[15:20] += rise * np.linspace(0.0, 1.0, 5)
-    base[20:] += rise
+    base = 2.0 - np.tanh(2 * (np.log10(lrs) + 4.0))
+    base += rise * np.clip((np.log10(lrs) + 3.0) / 1.5, 0.0, 1.0)
     runs = [
         RangeTestResult(
             lrs=lrs.tolist(), losses=(base + 0.02 * rng.standard_normal(lrs.size)).tolist(), beta=0
@@ -148,9 +159,9 @@ def _bumpy(rise: float, seed: int = 0) -> RepeatedRangeTest:
 def test_a_rise_outside_the_band_is_marked_real_and_noise_is_not() -> None:
     result = _bumpy(rise=0.6)
     real = [bump for bump in result.bumps() if bump.significant]
-    noise = [bump for bump in result.bumps() if not bump.significant]
     assert len(real) == 1
-    assert noise  # the test's data has both kinds
+    noise = [bump for bump in _bumpy(rise=0.0).bumps() if not bump.significant]
+    assert noise  # the flat curve's wiggle is a rise too, within the band
 
     w = LRWidget.from_result(result)
     marks = w.plot.band
@@ -159,11 +170,11 @@ def test_a_rise_outside_the_band_is_marked_real_and_noise_is_not() -> None:
     assert drawn(marks.bump_points.y).tolist() == [result.median[real[0].peak_index]]
     assert list(marks.bump_labels.text) == [BUMP_TEXT]
     assert real[0].describe() in w.controls.spread_label.value
-    assert noise[0].describe() not in w.controls.spread_label.value
     w.close()
 
     flat = LRWidget.from_result(_bumpy(rise=0.0))
     assert not any(bump.significant for bump in flat.result.bumps())  # type: ignore[union-attr]
+    assert noise[0].describe() not in flat.controls.spread_label.value
     assert not flat.plot.band.bump_points.visible
     assert not flat.plot.band.bump_labels.visible
     flat.close()
