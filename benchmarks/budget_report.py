@@ -369,7 +369,36 @@ def readme_table(document: dict[str, Any]) -> str:
             "shapes of the rule tried."
         )
         lines += [verdict, ""]
+    lines += confirm_verdict(part)
     return "\n".join([*lines, *_table(part, "held_out", rows)])
+
+
+CONFIRM_ROW = "minimum + confirm (30-step probes)"
+"""What ``find_lr(..., confirm=True)`` does, as the benchmark scores it."""
+
+
+def confirm_verdict(part: dict[str, Any]) -> list[str]:
+    """Whether the confirmation probes beat the rule alone at every length, held out, in words
+    (issue 25: if not, the default alone is the recommended path)."""
+    ours = "for_length, length given"
+    cells, better = [], []
+    for key in _lengths(part):
+        summary = part["per_length"][key]["held_out"]
+        if CONFIRM_ROW not in summary or ours not in summary:
+            return []
+        probe, alone = summary[CONFIRM_ROW]["geo_mean"], summary[ours]["geo_mean"]
+        cells.append(f"{key}x x{probe:.2f} against x{alone:.2f}")
+        better.append(probe < alone)
+    verdict = (
+        "better at every length, so confirm is worth its probes"
+        if all(better)
+        else "not better at every length, so the default alone (no probes) is the recommended path"
+    )
+    return [
+        f"`find_lr(..., confirm=True)` (three 30-step probes) against the rule alone, held out: "
+        f"{', '.join(cells)}: {verdict}.",
+        "",
+    ]
 
 
 def readme_with_table(readme: str, document: dict[str, Any]) -> str:

@@ -243,3 +243,38 @@ def test_the_one_cycle_section_names_the_librarys_one_cycle_rule() -> None:
     from lr_widget.suggestions.registry import SCHEDULE_RULES
 
     assert SCHEDULE_RULES["one-cycle"] == ONE_CYCLE_RULE
+
+
+def _part_with(confirm: tuple[float, ...], alone: tuple[float, ...]) -> dict[str, Any]:
+    def cell(value: float) -> dict[str, float]:
+        return {"geo_mean": value, "within_10pct": 0, "count": 1}
+
+    per_length = {
+        str(factor): {"held_out": {
+            "minimum + confirm (30-step probes)": cell(probe),
+            "for_length, length given": cell(rule),
+        }}
+        for factor, probe, rule in zip(bc.LENGTH_FACTORS, confirm, alone, strict=True)
+    }  # fmt: skip
+    return {"per_length": {**per_length, "all": {"held_out": {}}}}
+
+
+def test_the_confirm_verdict_needs_a_gain_at_every_length() -> None:
+    from benchmarks.budget_report import confirm_verdict
+
+    (better,) = confirm_verdict(_part_with((1.0, 1.0, 1.0), (1.1, 1.1, 1.1)))[:1]
+    assert "better at every length, so confirm is worth its probes" in better
+    (mixed,) = confirm_verdict(_part_with((1.0, 1.2, 1.0), (1.1, 1.1, 1.1)))[:1]
+    assert "not better at every length" in mixed
+    assert "6x x1.20 against x1.10" in mixed
+
+
+def test_the_readmes_word_on_confirm_is_the_committed_verdict() -> None:
+    from benchmarks.budget_report import confirm_verdict
+
+    root = Path(__file__).resolve().parents[2]
+    document = json.loads((root / "benchmarks/results/budget-rescored.json").read_text())
+    verdict = confirm_verdict(document["scorings"][document["headline_scoring"]])[0]
+    text = " ".join((root / "README.md").read_text(encoding="utf-8").split())
+    said = "it is not better at every length there, so the default alone is the recommended path"
+    assert ("not better at every length" in verdict) == (said in text)
