@@ -17,6 +17,7 @@ import platform
 import secrets
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -241,21 +242,44 @@ def _serve(server: subprocess.Popen[bytes], notebook: Path, token: str, config: 
 
 
 def _wait_for_server_info(server: subprocess.Popen[bytes]) -> dict[str, Any]:
-    """The server's runtime info (port, token), which it writes once it is listening."""
+    """The server's runtime info (port, token), once the server accepts connections on it.
+
+    jupyter_server writes the info file before its event loop binds the port (the bind is a
+    callback of the loop), so a URL printed as soon as the file appears could be refused.
+    """
     from jupyter_core.paths import jupyter_runtime_dir
 
     info_file = Path(jupyter_runtime_dir()) / f"jpserver-{server.pid}.json"
     deadline = time.monotonic() + LAB_STARTUP_TIMEOUT_S
+    info: dict[str, Any] | None = None
     while time.monotonic() < deadline:
         code = server.poll()
         if code is not None:
             raise CommandError(f"JupyterLab did not start (exit code {code}); see its log above")
-        with contextlib.suppress(OSError, ValueError):  # not written yet, or half written
-            info = json.loads(info_file.read_text(encoding="utf-8"))
-            if isinstance(info, dict) and info.get("pid") == server.pid:
-                return info
+        if info is None:
+            with contextlib.suppress(OSError, ValueError):  # not written yet, or half written
+                found = json.loads(info_file.read_text(encoding="utf-8"))
+                if isinstance(found, dict) and found.get("pid") == server.pid:
+                    info = found
+        if info is not None and accepts_connections(LAB_HOST, int(info["port"])):
+            return info
         time.sleep(0.2)
     raise CommandError(f"JupyterLab did not start within {LAB_STARTUP_TIMEOUT_S:.0f} s")
+
+
+def accepts_connections(host: str, port: int) -> bool:
+    """Whether something listens on ``host:port`` (a TCP connection opens and is closed).
+
+    >>> import socket
+    >>> with socket.create_server(("127.0.0.1", 0)) as listening:
+    ...     accepts_connections("127.0.0.1", listening.getsockname()[1])
+    True
+    """
+    try:
+        with socket.create_connection((host, port), timeout=1.0):
+            return True
+    except OSError:
+        return False
 
 
 def _stop_server(server: subprocess.Popen[bytes]) -> None:

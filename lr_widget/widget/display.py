@@ -83,8 +83,7 @@ class SweepDisplay:
         if not partial.is_repeated:
             return
         shown = partial.with_beta(beta)
-        band = shown.band()
-        self.plot.draw_band(band, shown.real_bumps(), len(shown.runs), shown.shown_curve())
+        self.plot.draw_band(shown.band(), shown.real_bumps(), len(shown.runs), shown.shown_curve())
 
     def sweep_finished(
         self, result: SweepResult | None, error: BaseException | None, seconds: float

@@ -310,3 +310,13 @@ def _assert_listens_on_loopback_only(port: int) -> None:
                 assert address == loopback, f"port {port} listens on {address} ({table})"
                 listening.append(address)
     assert listening, f"nothing listens on port {port}"
+
+
+def test_a_port_is_reported_open_only_while_something_listens_on_it() -> None:
+    """The lab command prints its URL only once the server accepts connections: jupyter_server
+    writes its info file before its event loop binds the port (CI once got "connection refused"
+    on the very first request)."""
+    with socket.create_server(("127.0.0.1", 0)) as listening:
+        port = listening.getsockname()[1]
+        assert lab_module.accepts_connections("127.0.0.1", port)
+    assert not lab_module.accepts_connections("127.0.0.1", port)  # closed: refused
