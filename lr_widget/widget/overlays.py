@@ -98,6 +98,25 @@ def _fill(scales: dict[str, Any], color: str, opacity: float) -> Any:
     )
 
 
+def empty_line(
+    scales: dict[str, Any], color: str, label: str, *, width: float, opacity: float = 1.0,
+    **style: Any,
+) -> Any:  # fmt: skip
+    """A ``Lines`` mark with no data yet, labelled for the plot's own legend (bqplot's is off);
+    ``style`` sets further traits (``line_style``, ``visible``)."""
+    return bqplot.Lines(
+        x=np.zeros(0),
+        y=np.zeros(0),
+        scales=scales,
+        colors=[color],
+        opacities=[opacity],
+        stroke_width=width,
+        labels=[label],
+        display_legend=False,
+        **style,
+    )
+
+
 def set_line(line: Any, x: ArrayLike, y: ArrayLike) -> None:
     """Draw ``(x, y)`` on a ``Lines`` mark in one message: non-finite values as gaps, and at
     most about :data:`~lr_widget.curves.axes.MAX_DRAWN_POINTS` points (the curve's envelope).
@@ -136,28 +155,11 @@ class NoiseBandMarks:
 
     def __init__(self, scales: dict[str, Any], color: str) -> None:
         self.fill = _fill(scales, color, BAND_OPACITY)
-        self.median = bqplot.Lines(
-            x=np.zeros(0),
-            y=np.zeros(0),
-            scales=scales,
-            colors=[color],
-            stroke_width=2.5,
-            labels=[FIT_LABEL],
-            display_legend=False,
-            visible=False,
-        )
-        self.smoothed = bqplot.Lines(
-            x=np.zeros(0),
-            y=np.zeros(0),
-            scales=scales,
-            colors=[color],
-            stroke_width=2,
-            opacities=[EMA_OPACITY],
-            line_style="dashed",
-            labels=[SMOOTHED_MEDIAN_LABEL],
-            display_legend=False,
-            visible=False,
-        )
+        self.median = empty_line(scales, color, FIT_LABEL, width=2.5, visible=False)
+        self.smoothed = empty_line(
+            scales, color, SMOOTHED_MEDIAN_LABEL, width=2, opacity=EMA_OPACITY,
+            line_style="dashed", visible=False,
+        )  # fmt: skip
         self.bump_points = bqplot.Scatter(
             x=np.zeros(0),
             y=np.zeros(0),
@@ -298,16 +300,7 @@ class KeptOverlays:
     def _add(self, label: str) -> _Kept:
         color = KEPT_PALETTE[self._next_color % len(KEPT_PALETTE)]
         self._next_color += 1
-        line = bqplot.Lines(
-            x=np.zeros(0),
-            y=np.zeros(0),
-            scales=self._scales,
-            colors=[color],
-            stroke_width=1.5,
-            opacities=[0.9],
-            labels=[label],
-            display_legend=False,
-        )
+        line = empty_line(self._scales, color, label, width=1.5, opacity=0.9)
         kept = _Kept(color, _fill(self._scales, color, _KEPT_OPACITY), line)
         self._kept[label] = kept
         return kept

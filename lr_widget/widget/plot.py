@@ -49,6 +49,7 @@ from lr_widget.widget.overlays import (
     NoiseBandMarks,
     RangeMarks,
     SpreadBars,
+    empty_line,
     set_line,
 )
 
@@ -78,12 +79,14 @@ class LossPlot:
         # The overlay and the vertical lines span the full height on a fixed 0..1 scale.
         self.unit_scale = bqplot.LinearScale(min=0.0, max=1.0)
         scales = {"x": self.x_scale, "y": self.y_scale}
-        self.raw_line = _line(scales, RAW_COLOR, "loss (raw)", width=1, opacity=RAW_OPACITY)
-        self.loss_line = _line(scales, LOSS_COLOR, "loss (smoothed)", width=2)
-        self.raw_val_line = _line(scales, RAW_COLOR, "val loss (raw)", width=1, opacity=RAW_OPACITY)
-        self.val_line = _line(scales, VAL_COLOR, "val loss (smoothed)", width=2)
+        self.raw_line = empty_line(scales, RAW_COLOR, "loss (raw)", width=1, opacity=RAW_OPACITY)
+        self.loss_line = empty_line(scales, LOSS_COLOR, "loss (smoothed)", width=2)
+        self.raw_val_line = empty_line(
+            scales, RAW_COLOR, "val loss (raw)", width=1, opacity=RAW_OPACITY
+        )
+        self.val_line = empty_line(scales, VAL_COLOR, "val loss (smoothed)", width=2)
         # Once a run has ended: the zero-phase fit the rules read, over the EMA (which lags).
-        self.fit_line = _line(scales, LOSS_COLOR, FIT_LABEL, width=2.5)
+        self.fit_line = empty_line(scales, LOSS_COLOR, FIT_LABEL, width=2.5)
         for line in (self.raw_val_line, self.val_line, self.fit_line):
             line.visible = False
         self.suggestion_marks = {rule: _suggestion_mark(scales, rule) for rule in rules}
@@ -467,21 +470,6 @@ def _held(*widgets: Any) -> Iterator[None]:
         for widget in reversed(widgets):  # the first entered is the last to leave, and send
             stack.enter_context(widget.hold_sync())
         yield
-
-
-def _line(
-    scales: dict[str, Any], color: str, label: str, *, width: float, opacity: float = 1.0
-) -> Any:
-    return bqplot.Lines(
-        x=np.zeros(0),
-        y=np.zeros(0),
-        scales=scales,
-        colors=[color],
-        opacities=[opacity],
-        stroke_width=width,
-        labels=[label],
-        display_legend=False,
-    )
 
 
 def _marker_label(suggestion: Suggestion) -> str:
