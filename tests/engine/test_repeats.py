@@ -21,7 +21,7 @@ from lr_widget.engine.repeated_sweep import RepeatedSweep, RepeatStepEvent
 from lr_widget.find import find_lr
 from lr_widget.results.range_test import RangeTestResult, StopReason
 from lr_widget.results.repeated import RepeatedRangeTest
-from lr_widget.results.spread import NoiseBand, SuggestionSpread
+from lr_widget.results.spread import MIN_RUNS_TO_JUDGE, NoiseBand, SuggestionSpread
 from lr_widget.suggestions.curve import Suggestion
 from lr_widget.suggestions.registry import DEFAULT_RULE
 from tests.helpers import (
@@ -112,6 +112,22 @@ def test_the_band_ends_where_fewer_than_half_the_fits_remain() -> None:
     assert np.isnan(band.high[25:]).all()
     np.testing.assert_array_equal(result.lag_free_curve, band.median)
     assert np.isfinite(result.smoothed_band().median).all()  # the moving averages go on
+
+
+def test_no_rise_is_read_where_fewer_fits_remain_than_a_judgement_needs() -> None:
+    """Four runs, two ending early: the other two's climb at the end is drawn (half the runs
+    reach it) but not read as a rise of the runs, which needs three fits at both ends."""
+    lrs = np.logspace(-4, 0, 30).tolist()
+    falling = np.linspace(2.0, 1.0, 30)
+    climbing = falling + np.where(np.arange(30) >= 20, 0.05 * (np.arange(30) - 19), 0.0)
+    runs = [
+        RangeTestResult(lrs=lrs[:length], losses=curve[:length].tolist())
+        for length, curve in ((30, climbing), (30, climbing), (20, falling), (20, falling))
+    ]
+    result = RepeatedRangeTest(runs)
+    assert np.isfinite(result.median[20:]).all()  # two of four: the band is drawn there
+    assert result.bump_between(lrs[18], lrs[-1]) is None
+    assert all(bump.runs >= MIN_RUNS_TO_JUDGE for bump in result.bumps())
 
 
 def test_band_of_a_real_repeated_sweep_is_the_spread_of_its_runs() -> None:
